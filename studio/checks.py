@@ -1,0 +1,68 @@
+"""System checks that fail fast on inconsistent settings."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@register()
+def check_gateway_settings(app_configs=None, **kwargs) -> list:
+    """The gateway URL, result hosts, queue timings and data directory must make sense together."""
+    errors = []
+    base = urlsplit(settings.BYTESPIKE_BASE_URL)
+    if base.scheme not in ("http", "https") or not base.hostname:
+        errors.append(
+            Error(
+                f"BYTESPIKE_BASE_URL {settings.BYTESPIKE_BASE_URL!r} is not an http(s) URL.", id="studio.E001"
+            )
+        )
+    elif base.scheme == "http" and base.hostname not in LOOPBACK and not settings.USING_EMULATOR:
+        errors.append(
+            Error(
+                "BYTESPIKE_BASE_URL must use https when an API key is set: the key would travel in clear.",
+                id="studio.E002",
+            )
+        )
+    for host in settings.BYTESPIKE_RESULT_HOSTS:
+        if "/" in host or ":" in host or " " in host:
+            errors.append(
+                Error(f"BYTESPIKE_RESULT_HOSTS entry {host!r} must be a bare host name.", id="studio.E003")
+            )
+    q = settings.Q_CLUSTER
+    if q["timeout"] >= q["retry"]:
+        errors.append(
+            Error(
+                "Q_CLUSTER timeout must be below retry, or the ORM broker hands running tasks out twice.",
+                id="studio.E004",
+            )
+        )
+    if settings.STUDIO_POLLER_RUN_SECONDS + settings.GATEWAY_TIMEOUT["read"] >= q["timeout"]:
+        errors.append(
+            Error(
+                "STUDIO_POLLER_RUN_SECONDS plus the read timeout must stay below the task timeout.",
+                id="studio.E005",
+            )
+        )
+    if not 0 < settings.STUDIO_POLL_SCALE <= 1:
+        errors.append(
+            Error(
+                "STUDIO_POLL_SCALE must be in (0, 1]: the documented cadence is the slowest allowed.",
+                id="studio.E006",
+            )
+        )
+    if not settings.DEBUG and not settings.ALLOWED_HOSTS:
+        errors.append(Error("ALLOWED_HOSTS is empty while DEBUG is off.", id="studio.E007"))
+    if settings.USING_EMULATOR and base.hostname not in LOOPBACK:
+        errors.append(
+            Warning(
+                "No BYTESPIKE_API_KEY is set but BYTESPIKE_BASE_URL is not local: renders go to "
+                f"{base.hostname} with the emulator's placeholder key.",
+                id="studio.W001",
+            )
+        )
+    return errors

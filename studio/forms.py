@@ -1,0 +1,143 @@
+"""The render form: one form for both models, validated against the catalog for the chosen model."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from django import forms
+from django.conf import settings
+
+from studio import pricing
+from studio.catalog import MAX_PROMPT_CHARS, MODEL_CHOICES, MODELS, SORA2, get_model
+from studio.media import MediaError, sniff_image
+
+SEED_MAX = 2**32 - 1
+ALL_SIZES = sorted({s for spec in MODELS.values() for s in spec.sizes})
+ALL_RESOLUTIONS = sorted({r for spec in MODELS.values() for r in spec.resolutions})
+ALL_ASPECTS = sorted({a for spec in MODELS.values() for a in spec.aspect_ratios})
+ALL_STYLES = [s for spec in MODELS.values() for s in spec.style_presets]
+
+
+def _choices(values) -> list[tuple[str, str]]:
+    return [(v, v.replace("x", "×") if "x" in v else v) for v in values]
+
+
+class RenderForm(forms.Form):
+    """Prompt and parameters of a render. Bound the same way by the page, the estimate and the CLI."""
+
+    model = forms.ChoiceField(choices=MODEL_CHOICES, initial=SORA2)
+    prompt = forms.CharField(
+        max_length=MAX_PROMPT_CHARS,
+        widget=forms.Textarea(
+            attrs={"rows": 5, "placeholder": "A red apple rolls slowly across a wooden table…"}
+        ),
+    )
+    duration_seconds = forms.IntegerField(label="Duration (seconds)", required=False)
+    size = forms.ChoiceField(choices=_choices(ALL_SIZES), required=False)
+    resolution = forms.ChoiceField(choices=_choices(ALL_RESOLUTIONS), required=False)
+    aspect_ratio = forms.ChoiceField(label="Aspect ratio", choices=_choices(ALL_ASPECTS), required=False)
+    seed = forms.IntegerField(required=False, min_value=0, max_value=SEED_MAX)
+    style_preset = forms.ChoiceField(label="Style preset", choices=_choices(ALL_STYLES), required=False)
+    init_image = forms.FileField(
+        label="Init image", required=False, help_text="PNG, JPEG or WebP, up to 10 MB"
+    )
+    client_token = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
+    # Which fields belong to which model; the page shows and enables only the chosen model's fields.
+    MODEL_FIELDS = {
+        key: {
+            "duration_seconds",
+            "init_image",
+            *(["size"] if spec.sizes else []),
+            *(["resolution"] if spec.resolutions else []),
+            *(["aspect_ratio"] if spec.aspect_ratios else []),
+            *(["style_preset"] if spec.style_presets else []),
+            *(["seed"] if spec.supports_seed else []),
+        }
+        for key, spec in MODELS.items()
+    }
+
+    def __init__(self, *args, check_image: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.check_image = check_image
+
+    @property
+    def spec(self):
+        key = self.data.get("model") if self.is_bound else self.initial.get("model")
+        return get_model(key if key in MODELS else SORA2)
+
+    def clean_prompt(self) -> str:
+        prompt = self.cleaned_data["prompt"].replace("\r\n", "\n").strip()
+        bad = [c for c in prompt if unicodedata.category(c) == "Cc" and c not in "\n\t"]
+        if bad:
+            raise forms.ValidationError(
+                f"The prompt contains control characters (e.g. U+{ord(bad[0]):04X}); remove them."
+            )
+        if not prompt:
+            raise forms.ValidationError("Write a prompt.")
+        return prompt
+
+    def clean_init_image(self):
+        upload = self.cleaned_data.get("init_image")
+        if not upload or not self.check_image:
+            return upload
+        try:
+            info = sniff_image(
+                upload, max_bytes=settings.STUDIO_MAX_IMAGE_BYTES, max_pixels=settings.STUDIO_MAX_IMAGE_PIXELS
+            )
+        except MediaError as error:
+            raise forms.ValidationError(str(error)) from error
+        upload.studio_format = info.format.lower()
+        return upload
+
+    def clean(self):
+        data = super().clean()
+        spec = get_model(data.get("model") or SORA2) if data.get("model") in MODELS else None
+        if spec is None:
+            return data
+        duration = data.get("duration_seconds")
+        if duration is None:
+            if "duration_seconds" not in self.errors:
+                self.add_error("duration_seconds", "Choose a duration.")
+        elif duration not in spec.durations:
+            allowed = (
+                f"{spec.min_duration} to {spec.max_duration} seconds"
+                if spec.duration_is_range
+                else ", ".join(map(str, spec.durations[:-1])) + f" or {spec.durations[-1]} seconds"
+            )
+            self.add_error("duration_seconds", f"{spec.label} renders {allowed}.")
+        self._check_choice(data, "size", spec.sizes, spec.default_size, spec.label)
+        self._check_choice(data, "resolution", spec.resolutions, spec.default_resolution, spec.label)
+        self._check_choice(data, "aspect_ratio", spec.aspect_ratios, spec.default_aspect_ratio, spec.label)
+        self._check_choice(data, "style_preset", spec.style_presets, None, spec.label)
+        if not spec.supports_seed:
+            data["seed"] = None
+        return data
+
+    def _check_choice(self, data: dict, name: str, allowed, default, label: str) -> None:
+        value = data.get(name) or None
+        if not allowed:
+            data[name] = None
+        elif value is None:
+            data[name] = default
+        elif value not in allowed:
+            self.add_error(name, f"{label} supports {', '.join(allowed)}.")
+
+    @property
+    def params(self) -> dict:
+        """The validated parameters of the chosen model, as stored on the render and sent to the gateway."""
+        data = self.cleaned_data
+        wanted = self.MODEL_FIELDS[data["model"]] - {"init_image"}
+        return {name: data[name] for name in sorted(wanted) if data.get(name) not in (None, "")}
+
+    def estimate(self) -> pricing.Estimate | None:
+        """The cost of what the form holds, when it is valid enough to price."""
+        if not hasattr(self, "cleaned_data") or self.errors.keys() & {
+            "model",
+            "duration_seconds",
+            "resolution",
+        }:
+            return None
+        if "model" not in self.cleaned_data or self.cleaned_data.get("duration_seconds") is None:
+            return None
+        return pricing.estimate(self.cleaned_data["model"], self.params)

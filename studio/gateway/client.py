@@ -1,0 +1,463 @@
+"""The gateway client: one interface, one adapter per protocol, exactly as the vendor pages specify.
+
+- `sora2` speaks "OpenAI Video": POST /v1/videos/generations, GET /v1/videos/tasks/{id}, Bearer auth.
+- `sora-2-pro` speaks the tasks API: POST /v1/tasks/submit, GET /v1/tasks/query?task_id=, x-api-key auth.
+Cancel paths are not documented; the ones used here are assumptions stated in the README.
+
+The credential is attached per request by the adapter (never as a client default), so result downloads from
+the CDN never carry it, and it is never part of a log line, an exception message or a task argument.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from django.conf import settings
+
+from studio.catalog import MODELS, Protocol
+from studio.gateway.types import (
+    BadRequest,
+    CancelResult,
+    CredentialsRejected,
+    DownloadError,
+    GatewayError,
+    GatewayUnavailable,
+    MalformedResponse,
+    NotCancellable,
+    NotFound,
+    PromptBlocked,
+    RateLimited,
+    RenderRequest,
+    Submission,
+    SubmitOutcomeUnknown,
+    TaskState,
+    TaskStatus,
+    WalletEmpty,
+)
+
+log = logging.getLogger("studio.gateway")
+
+STATUS_MAP = {
+    "queued": TaskState.QUEUED,
+    "pending": TaskState.QUEUED,
+    "submitted": TaskState.QUEUED,
+    "running": TaskState.RUNNING,
+    "in_progress": TaskState.RUNNING,
+    "processing": TaskState.RUNNING,
+    "completed": TaskState.COMPLETED,
+    "succeeded": TaskState.COMPLETED,
+    "success": TaskState.COMPLETED,
+    "failed": TaskState.FAILED,
+    "error": TaskState.FAILED,
+    "cancelled": TaskState.CANCELLED,
+    "canceled": TaskState.CANCELLED,
+    "expired": TaskState.EXPIRED,
+}
+DEFAULT_RESULT_TTL = timedelta(hours=24)  # "URLs pre-signed, 24h expiry"
+MAX_REDIRECTS = 3
+CHUNK = 256 * 1024
+
+
+def _decimal(value) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _when(value) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); 1 s when absent."""
+    if not value:
+        return 1.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 1.0
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _error_message(response: httpx.Response) -> tuple[str, str]:
+    """The gateway's own (code, message) from an error body, whatever its shape."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", (response.text or "").strip()[:300]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("code") or ""), str(error.get("message") or "")[:500]
+    if isinstance(error, str):
+        return "", error[:500]
+    if isinstance(body, dict) and body.get("message"):
+        return "", str(body["message"])[:500]
+    return "", ""
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    """Turn an error answer into the typed error the lifecycle acts on."""
+    status = response.status_code
+    if status < 400:
+        return
+    code, message = _error_message(response)
+    if status == 400:
+        raise BadRequest(message or "The gateway rejected the request.", status=status, code=code)
+    if status in (401, 403):
+        raise CredentialsRejected(
+            message or "The gateway rejected the studio's credentials.", status=status, code=code
+        )
+    if status == 402:
+        raise WalletEmpty(message or "The gateway wallet is empty.", status=status, code=code)
+    if status == 404:
+        raise NotFound(message or "The gateway does not know this task.", status=status, code=code)
+    if status == 409:
+        raise NotCancellable(message or "The task already ended.", status=status, code=code)
+    if status == 451:
+        raise PromptBlocked(message or "The prompt was blocked by upstream safety.", status=status, code=code)
+    if status == 429:
+        raise RateLimited(
+            message or "The gateway is rate limiting the studio.",
+            retry_after=_retry_after(response.headers.get("retry-after")),
+            code=code,
+        )
+    if status >= 500:
+        raise GatewayUnavailable(message or f"The gateway failed ({status}).", status=status, code=code)
+    raise GatewayError(message or f"The gateway answered {status}.", status=status, code=code)
+
+
+def _json_object(response: httpx.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise MalformedResponse(
+            "The gateway answered with malformed JSON.", status=response.status_code
+        ) from exc
+    if not isinstance(body, dict):
+        raise MalformedResponse("The gateway answered with an unexpected shape.", status=response.status_code)
+    return body
+
+
+def _state(task_id: str, raw) -> tuple[TaskState, bool]:
+    state = STATUS_MAP.get(str(raw).strip().lower()) if raw is not None else None
+    if state is None:
+        log.warning("Gateway task %s reported an unknown status %r; treating it as running", task_id, raw)
+        return TaskState.RUNNING, False
+    return state, True
+
+
+def _progress(value) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return max(0, min(100, int(value)))
+
+
+class Adapter:
+    """One protocol: submit, poll and cancel over a shared httpx client."""
+
+    def __init__(self, http: httpx.Client, credential: str) -> None:
+        self.http = http
+        self._credential = credential
+
+    def auth_headers(self) -> dict[str, str]:  # pragma: no cover - each protocol defines it
+        raise NotImplementedError
+
+    def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """Send a request that is safe to repeat (poll, cancel): every transport failure is retryable."""
+        try:
+            response = self.http.request(method, path, headers=self.auth_headers(), **kwargs)
+        except httpx.TransportError as exc:
+            raise GatewayUnavailable(f"Could not reach the gateway ({type(exc).__name__}).") from exc
+        raise_for_status(response)
+        return response
+
+    def _submit(self, path: str, body: dict) -> dict:
+        """POST a submission. Failing to connect is retryable; failing after sending is 'outcome unknown'."""
+        try:
+            response = self.http.post(path, json=body, headers=self.auth_headers())
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise GatewayUnavailable(f"Could not connect to the gateway ({type(exc).__name__}).") from exc
+        except httpx.TransportError as exc:
+            raise SubmitOutcomeUnknown(
+                f"The gateway did not answer the submission ({type(exc).__name__}); it may have been accepted."
+            ) from exc
+        raise_for_status(response)
+        try:
+            return _json_object(response)
+        except MalformedResponse as exc:
+            raise SubmitOutcomeUnknown(
+                "The gateway accepted the submission with an unreadable answer."
+            ) from exc
+
+    def submit(self, request: RenderRequest) -> Submission:  # pragma: no cover
+        raise NotImplementedError
+
+    def poll(self, task_id: str) -> TaskStatus:  # pragma: no cover
+        raise NotImplementedError
+
+    def cancel(self, task_id: str) -> CancelResult:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def _cancel_result(response: httpx.Response) -> CancelResult:
+        body = _json_object(response)
+        state, _ = _state(str(body.get("task_id", "")), body.get("status", "cancelled"))
+        return CancelResult(state=state, billed_credits=_decimal(body.get("credits")))
+
+    @staticmethod
+    def _task_id(body: dict) -> str:
+        task_id = body.get("task_id") or body.get("id")
+        if not isinstance(task_id, str) or not task_id:
+            raise SubmitOutcomeUnknown("The gateway accepted the submission without a task id.")
+        return task_id
+
+
+class OpenAIVideoAdapter(Adapter):
+    """sora2 on the "OpenAI Video" protocol."""
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._credential}"}
+
+    def submit(self, request: RenderRequest) -> Submission:
+        body = {
+            "model": request.model,
+            "prompt": request.prompt,
+            "duration_seconds": int(request.params["duration_seconds"]),
+            "size": request.params["size"],
+        }
+        if request.image:
+            body["source_image"] = request.image
+        answer = self._submit("/v1/videos/generations", body)
+        task_id = self._task_id(answer)
+        state, _ = _state(task_id, answer.get("status", "queued"))
+        return Submission(
+            task_id=task_id,
+            status=state,
+            estimated_credits=_decimal(answer.get("estimated_credits")),
+            submitted_at=_when(answer.get("created_at")),
+        )
+
+    def poll(self, task_id: str) -> TaskStatus:
+        body = _json_object(self._send("GET", f"/v1/videos/tasks/{task_id}"))
+        state, recognised = _state(task_id, body.get("status"))
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        return TaskStatus(
+            task_id=task_id,
+            state=state,
+            raw_status=str(body.get("status")),
+            recognised=recognised,
+            progress=_progress(body.get("progress")),
+            result_url=body.get("result_url") or None,
+            result_expires_at=_when(body.get("expires_at")),
+            billed_credits=_decimal(body.get("credits")),
+            completed_at=_when(body.get("completed_at")),
+            error_code=str(error.get("code") or ""),
+            error_message=str(error.get("message") or ""),
+        )
+
+    def cancel(self, task_id: str) -> CancelResult:
+        return self._cancel_result(self._send("POST", f"/v1/videos/tasks/{task_id}/cancel"))
+
+
+class TasksAdapter(Adapter):
+    """sora-2-pro on the tasks API."""
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"x-api-key": self._credential}
+
+    def submit(self, request: RenderRequest) -> Submission:
+        params = request.params
+        body: dict = {
+            "model": request.model,
+            "prompt": request.prompt,
+            "duration_seconds": int(params["duration_seconds"]),
+            "resolution": params["resolution"],
+            "aspect_ratio": params["aspect_ratio"],
+        }
+        if params.get("seed") is not None:
+            body["seed"] = int(params["seed"])
+        if params.get("style_preset"):
+            body["style_preset"] = params["style_preset"]
+        if request.image:
+            body["image_init"] = request.image
+        answer = self._submit("/v1/tasks/submit", body)
+        task_id = self._task_id(answer)
+        state, _ = _state(task_id, answer.get("status", "queued"))
+        return Submission(
+            task_id=task_id,
+            status=state,
+            estimated_credits=_decimal(answer.get("estimated_credits")),
+            submitted_at=_when(answer.get("submitted_at")),
+        )
+
+    def poll(self, task_id: str) -> TaskStatus:
+        body = _json_object(self._send("GET", "/v1/tasks/query", params={"task_id": task_id}))
+        state, recognised = _state(task_id, body.get("status"))
+        result = body.get("result") if isinstance(body.get("result"), dict) else {}
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        return TaskStatus(
+            task_id=task_id,
+            state=state,
+            raw_status=str(body.get("status")),
+            recognised=recognised,
+            progress=_progress(body.get("progress")),
+            result_url=result.get("video_url") or None,
+            result_expires_at=_when(result.get("expires_at") or body.get("expires_at")),
+            billed_credits=_decimal(body.get("credits")),
+            completed_at=_when(body.get("completed_at")),
+            error_code=str(error.get("code") or ""),
+            error_message=str(error.get("message") or ""),
+        )
+
+    def cancel(self, task_id: str) -> CancelResult:
+        return self._cancel_result(self._send("POST", "/v1/tasks/cancel", json={"task_id": task_id}))
+
+
+ADAPTERS: dict[Protocol, type[Adapter]] = {
+    Protocol.OPENAI_VIDEO: OpenAIVideoAdapter,
+    Protocol.TASKS: TasksAdapter,
+}
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    path: Path  # a temporary file in the destination directory; the caller renames it into place
+    size: int
+    content_type: str
+
+
+class GatewayClient:
+    """Talks to the configured gateway (the emulator when no API key is set)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        credential: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout | None = None,
+        allowed_result_hosts: list[str] | None = None,
+    ) -> None:
+        self.base_url = (base_url or settings.BYTESPIKE_BASE_URL).rstrip("/")
+        timeout = timeout or httpx.Timeout(**settings.GATEWAY_TIMEOUT, pool=5.0)
+        self.http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, transport=transport, follow_redirects=False
+        )
+        # Result downloads get their own client with no credentials at all.
+        self.files = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
+        self._credential = credential if credential is not None else settings.GATEWAY_CREDENTIAL
+        hosts = allowed_result_hosts
+        if hosts is None:
+            hosts = list(settings.GATEWAY_ALLOWED_RESULT_HOSTS)
+        self.allowed_hosts = {h.lower() for h in hosts} | {urlsplit(self.base_url).hostname or ""}
+        self.scheme = urlsplit(self.base_url).scheme
+
+    def __repr__(self) -> str:  # never shows the credential
+        return f"<GatewayClient {self.base_url}>"
+
+    def close(self) -> None:
+        self.http.close()
+        self.files.close()
+
+    def __enter__(self) -> GatewayClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def adapter(self, model: str) -> Adapter:
+        """The adapter for a model key."""
+        return ADAPTERS[MODELS[model].protocol](self.http, self._credential)
+
+    def submit(self, request: RenderRequest) -> Submission:
+        return self.adapter(request.model).submit(request)
+
+    def poll(self, model: str, task_id: str) -> TaskStatus:
+        return self.adapter(model).poll(task_id)
+
+    def cancel(self, model: str, task_id: str) -> CancelResult:
+        return self.adapter(model).cancel(task_id)
+
+    def check_result_url(self, url: str) -> None:
+        """Refuse a result URL on a host that is not the gateway's, or over another scheme."""
+        parts = urlsplit(url)
+        if parts.scheme != self.scheme or (parts.hostname or "").lower() not in self.allowed_hosts:
+            raise DownloadError(
+                f"Refusing to download a result from {parts.scheme}://{parts.hostname}: not a gateway host.",
+                permanent=True,
+            )
+
+    def download(self, url: str, dest_dir: Path, *, max_bytes: int) -> Downloaded:
+        """Stream a result to a temporary file in `dest_dir`, size-capped and checked to be an MP4."""
+        from studio.media import looks_like_mp4
+
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(MAX_REDIRECTS + 1):
+            self.check_result_url(url)
+            try:
+                with self.files.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        continue
+                    if response.status_code in (401, 403, 410):
+                        raise DownloadError(
+                            f"The result URL was refused ({response.status_code}).", expired=True
+                        )
+                    if response.status_code != 200:
+                        raise DownloadError(f"The result download failed ({response.status_code}).")
+                    declared = int(response.headers.get("content-length") or 0)
+                    if declared > max_bytes:
+                        raise DownloadError(
+                            f"The result is {declared} bytes, over the {max_bytes}-byte cap.", permanent=True
+                        )
+                    return self._stream_to_file(response, dest_dir, max_bytes, declared, looks_like_mp4)
+            except httpx.TransportError as exc:
+                raise DownloadError(f"The result download was interrupted ({type(exc).__name__}).") from exc
+        raise DownloadError("Too many redirects for the result download.", permanent=True)
+
+    @staticmethod
+    def _stream_to_file(response, dest_dir: Path, max_bytes: int, declared: int, sniff) -> Downloaded:
+        fd, name = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=dest_dir)
+        path = Path(name)
+        size = 0
+        head = b""
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in response.iter_bytes(CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise DownloadError(f"The result exceeds the {max_bytes}-byte cap.", permanent=True)
+                    if len(head) < 16:
+                        head += chunk[:16]
+                    out.write(chunk)
+            if declared and size != declared:
+                raise DownloadError(f"The result was truncated ({size} of {declared} bytes).")
+            if not sniff(head):
+                content_type = response.headers.get("content-type", "unknown")
+                raise DownloadError(f"The result is not an MP4 video (it is {content_type}).")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Downloaded(path=path, size=size, content_type=response.headers.get("content-type", ""))

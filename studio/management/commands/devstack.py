@@ -1,0 +1,74 @@
+"""Run the whole studio in one terminal: web server, django-q2 cluster and (without an API key) the emulator.
+
+`make run` calls this. Ctrl-C stops all three; if one of them dies, the others are stopped too.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Start the web server, the worker cluster and the gateway emulator; Ctrl-C stops them all."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--addr", default="127.0.0.1:8000", help="where the web server listens")
+        parser.add_argument(
+            "--emulator-speed", default="1.0", help="emulator speed factor (2 = twice as fast)"
+        )
+
+    def handle(self, *args, **options) -> None:
+        python = sys.executable
+        commands = {"web": [python, "manage.py", "runserver", options["addr"], "--noreload"]}
+        commands["worker"] = [python, "manage.py", "qcluster"]
+        if settings.USING_EMULATOR:
+            port = urlsplit(settings.BYTESPIKE_BASE_URL).port or settings.EMULATOR_PORT
+            commands["emulator"] = [
+                python,
+                "manage.py",
+                "emulate_gateway",
+                "--port",
+                str(port),
+                "--speed",
+                options["emulator_speed"],
+            ]
+        processes: dict[str, subprocess.Popen] = {}
+        stopping = False
+
+        def stop(*_):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            for name, command in commands.items():
+                processes[name] = subprocess.Popen(command)
+            self.stdout.write(
+                f"Studio at http://{options['addr']}/  (Ctrl-C stops web server, worker and emulator)"
+            )
+            while not stopping:
+                for name, process in processes.items():
+                    if process.poll() is not None:
+                        self.stderr.write(f"{name} exited with {process.returncode}; stopping the others.")
+                        stopping = True
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.terminate()
+            deadline = time.monotonic() + 10
+            for process in processes.values():
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            self.stdout.write("Stopped.")

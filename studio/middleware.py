@@ -1,0 +1,27 @@
+"""HTMX glue: flash messages ride along with any HTMX response as out-of-band toasts."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+from django.utils.cache import patch_vary_headers
+
+
+class HtmxMessagesMiddleware:
+    """Append queued messages to HTMX responses as an out-of-band swap into #toasts."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        patch_vary_headers(response, ("HX-Request",))
+        if not getattr(request, "htmx", False) or response.streaming or "HX-Redirect" in response:
+            return response
+        if response.status_code in (204, 286) or not response.get("Content-Type", "").startswith("text/html"):
+            return response
+        queued = list(messages.get_messages(request))
+        if queued:
+            response.write(render_to_string("partials/toasts.html", {"messages": queued, "oob": True}))
+        return response

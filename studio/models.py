@@ -1,0 +1,274 @@
+"""The records. A render row is the truth about a render; queue messages are only hints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from studio import pricing
+from studio.catalog import MODEL_CHOICES, get_model
+
+
+class State(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUBMITTING = "submitting", "Submitting"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DOWNLOADING = "downloading", "Downloading"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    BLOCKED = "blocked", "Blocked"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+    SUBMIT_UNKNOWN = "submit_unknown", "Submit unknown"
+    STALLED = "stalled", "Stalled"
+
+
+TERMINAL = frozenset(
+    {
+        State.COMPLETED,
+        State.FAILED,
+        State.BLOCKED,
+        State.CANCELLED,
+        State.EXPIRED,
+        State.SUBMIT_UNKNOWN,
+        State.STALLED,
+    }
+)
+IN_FLIGHT = frozenset(set(State) - TERMINAL)
+AT_GATEWAY = frozenset({State.QUEUED, State.RUNNING})  # the gateway has the task: poll it
+# Terminal states in which the gateway billed nothing, as far as the studio can know.
+NOT_BILLED = frozenset({State.FAILED, State.BLOCKED})
+
+
+def render_upload_path(render: Render, filename: str) -> str:
+    """Media path of a render's files: one folder per render, named by its UUID, never by user input."""
+    return f"renders/{render.pk}/{filename}"
+
+
+class RenderQuerySet(models.QuerySet):
+    def for_user(self, user) -> RenderQuerySet:
+        """Renders this user may see."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(user=user)
+
+    def in_flight(self) -> RenderQuerySet:
+        return self.filter(state__in=IN_FLIGHT)
+
+
+class Render(models.Model):
+    """One render: its request, its progress at the gateway, its bill and its clip."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="renders")
+    model = models.CharField(max_length=32, choices=MODEL_CHOICES)
+    prompt = models.TextField()
+    params = models.JSONField(default=dict)  # the model's own parameters, as validated by the form
+    init_image = models.FileField(upload_to=render_upload_path, blank=True, max_length=255)
+    client_token = models.UUIDField(null=True, blank=True)  # one per form load: a double submit is one render
+
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)  # 0-100, as the gateway reports it
+
+    gateway_task_id = models.CharField(max_length=128, blank=True, db_index=True)
+    submit_attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)  # submit/download retry
+    lease_until = models.DateTimeField(null=True, blank=True)  # who holds the download
+    download_attempts = models.PositiveSmallIntegerField(default=0)
+    next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    poll_count = models.PositiveIntegerField(default=0)
+    poll_errors = models.PositiveIntegerField(default=0)  # consecutive failed polls
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    estimated_cost = models.DecimalField(max_digits=12, decimal_places=4)
+    rate_per_second = models.DecimalField(max_digits=12, decimal_places=6)
+    gateway_estimated_credits = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    billed_credits = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    billed_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+
+    result_url = models.TextField(blank=True)  # pre-signed; never shown on a page
+    result_expires_at = models.DateTimeField(null=True, blank=True)
+    video = models.FileField(upload_to=render_upload_path, blank=True, max_length=255)
+    poster = models.FileField(upload_to=render_upload_path, blank=True, max_length=255)
+    video_bytes = models.BigIntegerField(null=True, blank=True)
+    video_duration = models.FloatField(null=True, blank=True)
+    video_width = models.PositiveIntegerField(null=True, blank=True)
+    video_height = models.PositiveIntegerField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)  # the gateway accepted it
+    started_at = models.DateTimeField(null=True, blank=True)  # the gateway started rendering
+    gateway_completed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)  # reached a terminal state
+
+    objects = RenderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="render_user_recent")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "client_token"], name="render_client_token_once"),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="render_progress_0_100"),
+            models.CheckConstraint(condition=Q(estimated_cost__gte=0), name="render_estimate_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} render {self.pk} ({self.state})"
+
+    @property
+    def spec(self):
+        return get_model(self.model)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def is_cancellable(self) -> bool:
+        return self.state in {State.PENDING, State.QUEUED, State.RUNNING} and not self.cancel_requested_at
+
+    @property
+    def quote(self) -> pricing.Estimate:
+        return pricing.estimate(self.model, self.params)
+
+    @property
+    def cancel_cost(self) -> Decimal:
+        """What cancelling would cost at this moment."""
+        return pricing.cancel_cost(self.quote, self.progress / 100, started=self.state == State.RUNNING)
+
+    @property
+    def duration_seconds(self) -> int:
+        return int(self.params.get("duration_seconds") or self.spec.default_duration)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return self.spec.frame_size(self.params)
+
+    @property
+    def nothing_billed(self) -> bool:
+        return self.state in NOT_BILLED or (self.state == State.CANCELLED and not self.billed_cost)
+
+    @property
+    def elapsed(self) -> timedelta:
+        end = self.finished_at or timezone.now()
+        return end - self.created_at
+
+    @property
+    def eta_seconds(self) -> int | None:
+        """Rough seconds left, from the progress the gateway reports and the time it has taken so far."""
+        if self.state != State.RUNNING or not self.started_at or self.progress <= 0:
+            return None
+        spent = (timezone.now() - self.started_at).total_seconds()
+        return max(0, round(spent * (100 - self.progress) / self.progress))
+
+
+def advance(render_id, from_states, to_state: str | None = None, *, where: Q | None = None, **fields) -> bool:
+    """Move a render on, only if it is still in one of `from_states`: the one way the studio changes state.
+
+    Returns False (and changes nothing) when another worker, a retry or the user got there first.
+    """
+    if isinstance(from_states, str):
+        from_states = [from_states]
+    now = timezone.now()
+    if to_state is not None:
+        fields["state"] = to_state
+        if to_state in TERMINAL:
+            fields.setdefault("finished_at", now)
+            fields.setdefault("next_poll_at", None)
+            fields.setdefault("next_attempt_at", None)
+            fields.setdefault("lease_until", None)
+    fields["updated_at"] = now
+    rows = Render.objects.filter(pk=render_id, state__in=list(from_states))
+    if where is not None:
+        rows = rows.filter(where)
+    return rows.update(**fields) == 1
+
+
+class GatewayAlert(models.Model):
+    """A condition an operator must see, e.g. rejected credentials that pause submissions."""
+
+    class Kind(models.TextChoices):
+        CREDENTIALS = "credentials", "Credentials rejected"
+        WALLET = "wallet", "Wallet empty"
+        STALLED = "stalled", "Render stalled"
+        SUBMIT_UNKNOWN = "submit_unknown", "Submission outcome unknown"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    message = models.TextField()
+    render = models.ForeignKey(Render, null=True, blank=True, on_delete=models.CASCADE)
+    pauses_submissions_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.message}"
+
+    @classmethod
+    def raise_alert(cls, kind: str, message: str, *, render=None, pause_seconds: float = 0) -> GatewayAlert:
+        """Record an alert (one open alert per kind and render); optionally pause submissions."""
+        pause = timezone.now() + timedelta(seconds=pause_seconds) if pause_seconds else None
+        alert, created = cls.objects.get_or_create(
+            kind=kind, render=render, resolved_at__isnull=True, defaults={"message": message}
+        )
+        if not created or pause:
+            cls.objects.filter(pk=alert.pk).update(message=message, pauses_submissions_until=pause)
+        return alert
+
+    @classmethod
+    def resolve(cls, kind: str) -> None:
+        """Close the open alerts of a kind (e.g. credentials work again)."""
+        cls.objects.filter(kind=kind, resolved_at__isnull=True).update(resolved_at=timezone.now())
+
+    @classmethod
+    def submissions_paused_until(cls):
+        """When submissions may resume, if an open credentials alert pauses them now."""
+        alert = (
+            cls.objects.filter(resolved_at__isnull=True, pauses_submissions_until__gt=timezone.now())
+            .order_by("-pauses_submissions_until")
+            .first()
+        )
+        return alert.pauses_submissions_until if alert else None
+
+
+class Lease(models.Model):
+    """A named lease held by one process at a time (the poller), taken by conditional update."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    holder = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder or 'nobody'} until {self.expires_at}"
+
+    @classmethod
+    def acquire(cls, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease; False while someone else holds it."""
+        now = timezone.now()
+        cls.objects.get_or_create(name=name, defaults={"expires_at": now - timedelta(seconds=1)})
+        return (
+            cls.objects.filter(Q(expires_at__lte=now) | Q(holder=holder), name=name).update(
+                holder=holder, expires_at=now + timedelta(seconds=seconds)
+            )
+            == 1
+        )
+
+    @classmethod
+    def release(cls, name: str, holder: str) -> None:
+        cls.objects.filter(name=name, holder=holder).update(holder="", expires_at=timezone.now())
+
+    @classmethod
+    def is_held(cls, name: str) -> bool:
+        return cls.objects.filter(name=name, expires_at__gt=timezone.now()).exclude(holder="").exists()

@@ -1,0 +1,238 @@
+"""Settings, read from the environment (see README "Configuration"); the names are a contract."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: bool = False) -> bool:
+    """Read a yes/no environment variable."""
+    value = os.environ.get(name, "")
+    if not value:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def envint(name: str, default: int) -> int:
+    """Read an integer environment variable."""
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def envfloat(name: str, default: float) -> float:
+    """Read a decimal environment variable."""
+    value = os.environ.get(name, "")
+    return float(value) if value.strip() else default
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    """Read a comma-separated environment variable."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DATA_DIR = Path(os.environ.get("STUDIO_DATA_DIR") or BASE_DIR / "var").resolve()
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "/media-not-served/"  # clips are served only through access-checked views
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in the data directory."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = envbool("DEBUG")
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_q",
+    "studio",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "studio.middleware.HtmxMessagesMiddleware",
+]
+
+ROOT_URLCONF = "studio.urls"
+WSGI_APPLICATION = "studio.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
+                "studio.context_processors.gateway_banner",
+            ],
+        },
+    }
+]
+
+# --- Database: SQLite in the data directory, or DATABASE_URL ---------------------------------------------
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+    if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        DATABASES["default"].setdefault("OPTIONS", {})
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "studio.sqlite3",
+            "OPTIONS": {},
+        }
+    }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A web server and a worker share the file: WAL, BEGIN IMMEDIATE and a busy timeout (STACK-NOTES).
+    DATABASES["default"]["OPTIONS"].update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(DATA_DIR / "test.sqlite3")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "studio"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if envbool("STUDIO_MANIFEST_STATIC", default=not DEBUG)
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Security ---------------------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "studio.views.csrf_failure"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "media-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+# --- The gateway ------------------------------------------------------------------------------------------
+GATEWAY_DOCUMENTED_BASE_URL = "https://llm.bytespike.ai"
+EMULATOR_PORT = envint("STUDIO_EMULATOR_PORT", 8765)
+BYTESPIKE_API_KEY = os.environ.get("BYTESPIKE_API_KEY", "")
+USING_EMULATOR = not BYTESPIKE_API_KEY
+BYTESPIKE_BASE_URL = (os.environ.get("BYTESPIKE_BASE_URL") or "").rstrip("/") or (
+    f"http://127.0.0.1:{EMULATOR_PORT}" if USING_EMULATOR else GATEWAY_DOCUMENTED_BASE_URL
+)
+# The emulator checks that a key is sent; without a real key the studio sends this placeholder.
+GATEWAY_CREDENTIAL = BYTESPIKE_API_KEY or "emulator-local-key"
+BYTESPIKE_RESULT_HOSTS = envlist("BYTESPIKE_RESULT_HOSTS", "" if USING_EMULATOR else "cdn.bytespike.ai")
+GATEWAY_ALLOWED_RESULT_HOSTS = sorted(
+    {urlsplit(BYTESPIKE_BASE_URL).hostname or "", *BYTESPIKE_RESULT_HOSTS} - {""}
+)
+GATEWAY_TIMEOUT = {"connect": 5.0, "read": envfloat("STUDIO_GATEWAY_READ_TIMEOUT", 30.0), "write": 30.0}
+STUDIO_PUBLIC_URL = os.environ.get("STUDIO_PUBLIC_URL", "").rstrip("/")
+
+# --- Render lifecycle -------------------------------------------------------------------------------------
+STUDIO_POLL_SCALE = envfloat("STUDIO_POLL_SCALE", 1.0)  # <1 only in tests: shrinks the documented cadence
+STUDIO_STALL_AFTER_SECONDS = envint("STUDIO_STALL_AFTER_SECONDS", 3600)
+STUDIO_SUBMIT_MAX_ATTEMPTS = envint("STUDIO_SUBMIT_MAX_ATTEMPTS", 5)
+STUDIO_MAX_VIDEO_BYTES = envint("STUDIO_MAX_VIDEO_BYTES", 512 * 1024 * 1024)
+STUDIO_MAX_IMAGE_BYTES = envint("STUDIO_MAX_IMAGE_BYTES", 10 * 1024 * 1024)
+STUDIO_MAX_IMAGE_PIXELS = envint("STUDIO_MAX_IMAGE_PIXELS", 40_000_000)
+STUDIO_POLLER_RUN_SECONDS = envint("STUDIO_POLLER_RUN_SECONDS", 50)
+STUDIO_POLLER_THREADS = envint("STUDIO_POLLER_THREADS", 16)
+
+# --- django-q2: ORM broker by default, Redis when REDIS_URL is set -----------------------------------------
+Q_CLUSTER: dict = {
+    "name": os.environ.get("STUDIO_Q_NAME", "studio"),
+    "workers": envint("STUDIO_Q_WORKERS", 4),
+    "timeout": 90,  # well below retry: the ORM broker redelivers unacknowledged tasks after `retry`
+    "retry": 150,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": 0.1,
+    "label": "Background tasks",
+    "save_limit": 500,
+}
+if os.environ.get("REDIS_URL"):
+    Q_CLUSTER["redis"] = os.environ["REDIS_URL"]
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "studio.logging.RedactSecrets"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+    },
+    "root": {"handlers": ["console"], "level": os.environ.get("STUDIO_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "django_q": {"level": "WARNING"},
+    },
+}

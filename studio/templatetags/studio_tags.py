@@ -1,0 +1,21 @@
+"""Template helpers for the studio's pages."""
+
+from __future__ import annotations
+
+from django import template
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+register = template.Library()
+
+
+@register.simple_tag
+def field_error(form, name: str, oob: bool = False) -> str:
+    """The error slot under a field; `oob` makes it an out-of-band swap for the live estimate."""
+    errors = " ".join(str(e) for e in form.errors.get(name, [])) if form is not None and form.is_bound else ""
+    return format_html(
+        '<div class="field-error" id="err-{}" role="alert"{}>{}</div>',
+        name,
+        mark_safe(' hx-swap-oob="true"') if oob else "",  # noqa: S308 - a constant
+        errors,
+    )

@@ -1,0 +1,21 @@
+"""URLs. Render ids in URLs are UUIDs, never sequential numbers."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from studio import views
+
+urlpatterns = [
+    path("", views.studio, name="studio"),
+    path("estimate/", views.estimate, name="estimate"),
+    path("renders/", views.submit, name="submit"),
+    path("renders/poll/", views.poll, name="poll"),
+    path("renders/<uuid:render_id>/", views.card, name="card"),
+    path("renders/<uuid:render_id>/cancel/", views.cancel, name="cancel"),
+    path("renders/<uuid:render_id>/video.mp4", views.video, name="video"),
+    path("renders/<uuid:render_id>/poster.jpg", views.poster, name="poster"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]

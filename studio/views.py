@@ -1,0 +1,172 @@
+"""Views: small, typed, access-checked; each calls at most one action and returns a page or a partial."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST, require_safe
+from django_htmx.http import HttpResponseStopPolling
+
+from studio import access, actions
+from studio.catalog import MODELS, SORA2, SORA2_PRO
+from studio.forms import RenderForm
+from studio.htmx import render_partials
+from studio.models import Render
+from studio.ranged import ranged_file_response
+
+PAGE_SIZE = 50
+SPECS = {"sora2": MODELS[SORA2], "pro": MODELS[SORA2_PRO]}
+ERROR_FIELDS = ["prompt", "duration_seconds", "size", "resolution", "aspect_ratio", "seed", "style_preset"]
+
+
+def _form_context(form: RenderForm, **extra) -> dict:
+    return {
+        "form": form,
+        "estimate": form.estimate() if form.is_bound else _default_estimate(),
+        "specs": SPECS,
+        **extra,
+    }
+
+
+def _studio_context(request: HttpRequest, form: RenderForm | None = None) -> dict:
+    form = form or RenderForm(initial={"client_token": uuid.uuid4(), "model": SORA2})
+    renders = list(Render.objects.for_user(request.user)[:PAGE_SIZE])
+    return _form_context(form, renders=renders, polling=any(not r.is_terminal for r in renders), since=_now())
+
+
+def _default_estimate():
+    form = RenderForm({"model": "sora2", "prompt": "x", "duration_seconds": 5}, check_image=False)
+    form.is_valid()
+    return form.estimate()
+
+
+@login_required
+@require_safe
+def studio(request: HttpRequest) -> HttpResponse:
+    """The prompt studio: the form, the live estimate and "My renders"."""
+    return render(request, "studio.html", _studio_context(request))
+
+
+@login_required
+@require_POST
+def estimate(request: HttpRequest) -> HttpResponse:
+    """The live estimate of what the form holds, with each field's error swapped next to its field."""
+    form = RenderForm(request.POST, check_image=False)
+    form.is_valid()
+    context = _form_context(form, oob_errors=True, error_fields=ERROR_FIELDS)
+    return render(request, "studio.html#estimate", context)
+
+
+@login_required
+@require_POST
+def submit(request: HttpRequest) -> HttpResponse:
+    """Validate and queue a render; the new card goes to the top of "My renders"."""
+    form = RenderForm(request.POST, request.FILES)
+    if not form.is_valid():
+        if not request.htmx:
+            return render(request, "studio.html", _studio_context(request, form), status=400)
+        response = render(request, "studio.html#studio-form", _form_context(form))
+        response["HX-Retarget"] = "#studio-form"
+        response["HX-Reswap"] = "outerHTML"
+        return response
+    new = actions.do_submit_render(request.user, form)
+    if not request.htmx:
+        return redirect("studio")
+    fresh = RenderForm(initial={**form.cleaned_data, "client_token": uuid.uuid4(), "init_image": None})
+    return render_partials(
+        request,
+        ("studio.html#render-card", {"render": new}),
+        ("studio.html#studio-form", _form_context(fresh, estimate=form.estimate(), oob_form=True)),
+        ("studio.html#poller", {"polling": True, "since": _now(), "oob_poller": True}),
+    )
+
+
+def _now() -> str:
+    return timezone.now().isoformat()
+
+
+@login_required
+@require_safe
+def poll(request: HttpRequest) -> HttpResponse:
+    """One poller per page: the cards that changed since `since`, out of band; 286 once nothing is in flight."""
+    try:
+        since = datetime.fromisoformat(request.GET.get("since", ""))
+    except ValueError:
+        return HttpResponseBadRequest("since must be an ISO-8601 timestamp")
+    if since.tzinfo is None:
+        return HttpResponseBadRequest("since must include a time zone")
+    now = _now()
+    mine = Render.objects.for_user(request.user)
+    changed = list(mine.filter(updated_at__gte=since)[:PAGE_SIZE])
+    in_flight = mine.in_flight().exists()
+    response = render_partials(
+        request,
+        ("studio.html#poller", {"polling": in_flight, "since": now}),
+        *[("studio.html#render-card", {"render": item, "oob_card": True}) for item in changed],
+    )
+    if not in_flight:
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+    """Cancel a render the user owns; the card says what it cost."""
+    outcome = actions.do_cancel_render(access.get_render_for_user(request.user, render_id))
+    messages.info(request, outcome.message)
+    return render_partials(
+        request,
+        ("studio.html#render-card", {"render": outcome.render}),
+        ("studio.html#poller", {"polling": True, "since": _now(), "oob_poller": True}),
+    )
+
+
+@login_required
+@require_safe
+def card(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+    """One render's card."""
+    item = access.get_render_for_user(request.user, render_id)
+    return render(request, "studio.html#render-card", {"render": item})
+
+
+@login_required
+@require_safe
+def video(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+    """The finished clip, with Range support so the player can seek."""
+    item = access.get_render_for_user(request.user, render_id)
+    if not item.video:
+        return HttpResponse("This render has no clip yet.", status=404, content_type="text/plain")
+    download = request.GET.get("download") == "1"
+    return ranged_file_response(
+        request,
+        Path(item.video.path),
+        "video/mp4",
+        filename=f"studio-{item.model}-{str(item.pk)[:8]}.mp4",
+        as_attachment=download,
+    )
+
+
+@login_required
+@require_safe
+def poster(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+    """The clip's poster frame."""
+    item = access.get_render_for_user(request.user, render_id)
+    if not item.poster:
+        return HttpResponse("This render has no poster yet.", status=404, content_type="text/plain")
+    return ranged_file_response(request, Path(item.poster.path), "image/jpeg")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A rejected form (stale page or missing CSRF token) explains itself instead of a bare 403."""
+    text = "This form was stale or its security token was missing. Reload the page and try again."
+    if getattr(request, "htmx", False) or request.headers.get("HX-Request"):
+        return HttpResponse(text, status=403, content_type="text/plain")
+    return render(request, "403_csrf.html", {"text": text}, status=403)
