@@ -73,6 +73,15 @@ def scaled_out_services():
                 service_missing(f"{name} is not running on 127.0.0.1:{port}")
 
 
+@pytest.fixture(autouse=True)
+def plain_static_storage(settings):
+    """Tests render pages without running collectstatic: plain static storage, no manifest."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 # --- the gateway emulator --------------------------------------------------------------------------------------
 
 
@@ -186,3 +195,96 @@ class Queue:
 @pytest.fixture
 def queue(transactional_db):
     return Queue()
+
+
+# --- a real django-q2 cluster in its own process group ------------------------------------------------------
+
+
+class Cluster:
+    """`manage.py qcluster` against the test database and the test emulator; killable like a real one."""
+
+    def __init__(self, env: dict, cwd: str) -> None:
+        self.env = env
+        self.cwd = cwd
+        self.process = None
+
+    def start(self) -> Cluster:
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=self.cwd,
+            env=self.env,
+            start_new_session=True,  # its own process group: kill() takes the workers down too
+            stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(self.env["STUDIO_DATA_DIR"], "cluster.log"), "ab"),  # noqa: SIM115
+        )
+        return self
+
+    def kill(self, sig=None) -> None:
+        """SIGKILL the whole process group at once (no cleanup runs), or SIGTERM the cluster as an init would."""
+        import signal
+
+        if not self.process or self.process.poll() is not None:
+            return
+        if sig in (None, signal.SIGKILL):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            self.process.send_signal(sig)  # graceful: workers finish their current task, then exit
+        self.process.wait(timeout=60)
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # nothing of it may outlive the test
+        except ProcessLookupError:
+            pass
+
+    def stop(self) -> None:
+        """End of test: take the whole group down at once."""
+        self.kill()
+
+
+def database_url() -> str:
+    """A URL for the test database as this process sees it, for a subprocess to share."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or "postgres"
+    return f"postgres://{user}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def cluster(gateway, transactional_db, settings, tmp_path):
+    """A real cluster process sharing the test database, the test emulator and the media directory."""
+    from pathlib import Path
+
+    data_dir = tmp_path / "cluster"
+    data_dir.mkdir()
+    settings.MEDIA_ROOT = str(data_dir / "media")
+    env = {
+        **os.environ,
+        "STUDIO_DATA_DIR": str(data_dir),
+        "DATABASE_URL": database_url(),
+        "SECRET_KEY": settings.SECRET_KEY,  # tasks are signed with it
+        "BYTESPIKE_BASE_URL": gateway.base_url,
+        "STUDIO_POLL_SCALE": "0.1",
+        "STUDIO_Q_WORKERS": "2",
+    }
+    env.pop("BYTESPIKE_API_KEY", None)
+    handle = Cluster(env, str(Path(__file__).resolve().parent.parent))
+    yield handle
+    handle.stop()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {predicate.__doc__ or predicate}")

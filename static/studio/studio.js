@@ -17,9 +17,10 @@
     (root || document).querySelectorAll("#studio-form").forEach(applyModel);
   }
 
+  // Capture phase: the fields must switch before htmx (listening on the form) reads them for the estimate.
   document.addEventListener("change", function (evt) {
     if (evt.target.matches && evt.target.matches("[data-model-switch]")) applyModel(evt.target.form);
-  });
+  }, true);
 
   // Elapsed time on cards ticks every second between server refreshes.
   function fmt(seconds) {
