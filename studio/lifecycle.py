@@ -46,8 +46,9 @@ from studio.models import AT_GATEWAY, IN_FLIGHT, GatewayAlert, Lease, Render, St
 log = logging.getLogger("studio.lifecycle")
 
 POLLER_LEASE = "poller"
+POLLER_LEASE_SECONDS = 10.0  # renewed every tick; a dead poller's lease lapses this fast
 CREDENTIALS_PAUSE_SECONDS = 300
-DOWNLOAD_LEASE = timedelta(minutes=10)
+DOWNLOAD_LEASE = timedelta(minutes=3)
 LOST_TASK_AFTER_404S = 5
 POLL_ERROR_ALERT_AFTER = 20
 
@@ -508,7 +509,7 @@ def sweep() -> dict:
     return {"submit_unknown": unknown, "downloads_revived": revived, "in_flight": in_flight}
 
 
-def run_poller(max_seconds: float | None = None, tick: float = 0.2) -> dict:
+def run_poller(max_seconds: float | None = None, tick: float = 0.2, wait_for_lease: float = 0.0) -> dict:
     """Poll every due render concurrently until nothing is in flight or the run's time is up.
 
     One poller at a time holds the lease; a second one returns at once. When its time is up with work left it
@@ -516,9 +517,12 @@ def run_poller(max_seconds: float | None = None, tick: float = 0.2) -> dict:
     starts a new one if this one dies.
     """
     holder = uuid.uuid4().hex
-    lease_seconds = 30.0
-    if not Lease.acquire(POLLER_LEASE, holder, lease_seconds):
-        return {"ran": False}
+    lease_seconds = POLLER_LEASE_SECONDS
+    give_up = time.monotonic() + wait_for_lease
+    while not Lease.acquire(POLLER_LEASE, holder, lease_seconds):
+        if time.monotonic() >= give_up:
+            return {"ran": False}
+        time.sleep(0.5)
     max_seconds = settings.STUDIO_POLLER_RUN_SECONDS if max_seconds is None else max_seconds
     deadline = time.monotonic() + max_seconds
     running: dict = {}

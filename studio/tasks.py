@@ -6,7 +6,11 @@ reported) because every step claims its render with a conditional update.
 
 from __future__ import annotations
 
+import os
+import uuid
+
 from django.db import transaction
+from django.utils import timezone
 from django_q.tasks import async_task
 
 from studio import lifecycle
@@ -47,3 +51,17 @@ def run_poller() -> dict:
 def sweep() -> dict:
     """Once a minute: revive anything stuck, from the database alone."""
     return lifecycle.sweep()
+
+
+@lifecycle.closing
+def revive() -> dict:
+    """At cluster start: wait out a dead poller's lease, then poll whatever was in flight."""
+    return lifecycle.run_poller(wait_for_lease=lifecycle.POLLER_LEASE_SECONDS + 1)
+
+
+def on_worker_spawn(**kwargs) -> None:
+    """django-q2 post_spawn: the first worker of a (re)started cluster queues one `revive`."""
+    # Workers of one cluster share a parent (its sentinel): the first of them to get here wins.
+    Lease.objects.filter(name__startswith="cluster-start-", expires_at__lt=timezone.now()).delete()
+    if Lease.acquire(f"cluster-start-{os.getppid()}", uuid.uuid4().hex, 60):
+        enqueue("revive")
