@@ -1,0 +1,164 @@
+"""`make bench`: how well one poller keeps hundreds of in-flight renders on cadence, and page render times.
+
+Runs against a fresh SQLite database in STUDIO_DATA_DIR and an in-process emulator at the real cadence
+(2 s polls). It measures, for every poll, how late it was against the render's scheduled `next_poll_at`.
+Usage: python -m studio.bench [--renders 300] [--speed 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+
+def _setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+    data = Path(os.environ.setdefault("STUDIO_DATA_DIR", tempfile.mkdtemp(prefix="studio-bench-")))
+    (data / "studio.sqlite3").unlink(missing_ok=True)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def bench_poller(renders: int, speed: float) -> dict:
+    """Submit `renders` drafts, run one poller until all finished at the gateway, report poll lateness."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+    from django.utils import timezone
+
+    from studio import lifecycle
+    from studio.actions import do_submit_render
+    from studio.forms import RenderForm
+    from studio.gateway.emulator import Emulator, EmulatorConfig
+    from studio.models import AT_GATEWAY, Render, State
+
+    emulator = Emulator(EmulatorConfig(speed=speed, fps=4, data_dir=Path(tempfile.mkdtemp()))).start()
+    settings.BYTESPIKE_BASE_URL = emulator.base_url
+    settings.GATEWAY_ALLOWED_RESULT_HOSTS = ["127.0.0.1"]
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    lateness: list[float] = []
+    real_poll = lifecycle.poll_step
+
+    def measured(render_id, poll_client):
+        due = Render.objects.filter(pk=render_id).values_list("next_poll_at", flat=True).first()
+        if due is not None:
+            lateness.append((timezone.now() - due).total_seconds())
+        return real_poll(render_id, poll_client)
+
+    submitting = threading.Event()
+    submitting.set()
+
+    def poller_loop() -> None:
+        # As in production, the poller is already running while submissions arrive.
+        while submitting.is_set() or Render.objects.filter(state__in=AT_GATEWAY).exists():
+            lifecycle.run_poller(max_seconds=settings.STUDIO_POLLER_RUN_SECONDS)
+            time.sleep(0.05)
+        connections.close_all()
+
+    lifecycle.poll_step = measured
+    ids = []
+    loop_started = started = time.perf_counter()
+    thread = threading.Thread(target=poller_loop)
+    thread.start()
+    client = lifecycle.client_factory()
+    try:
+        for i in range(renders):
+            form = RenderForm({"model": "sora2", "prompt": f"Bench shot {i}", "duration_seconds": "5"})
+            form.is_valid()
+            ids.append(do_submit_render(user, form).pk)
+            lifecycle.submit_step(ids[-1], client)
+        submit_seconds = time.perf_counter() - started
+        submitting.clear()
+        thread.join()
+    finally:
+        submitting.clear()
+        lifecycle.poll_step = real_poll
+        client.close()
+        emulator.stop()
+    elapsed = time.perf_counter() - loop_started
+    done = Render.objects.filter(pk__in=ids, state=State.DOWNLOADING).count()
+    return {
+        "renders": renders,
+        "submit_seconds": submit_seconds,
+        "poller_seconds": elapsed,
+        "polls": len(lateness),
+        "polls_per_second": len(lateness) / elapsed if elapsed else 0.0,
+        "late_p50": _percentile(lateness, 50),
+        "late_p95": _percentile(lateness, 95),
+        "late_max": max(lateness, default=0.0),
+        "late_mean": statistics.fmean(lateness) if lateness else 0.0,
+        "finished_at_gateway": done,
+    }
+
+
+def bench_pages(repeat: int = 20) -> dict:
+    """Median time to render the studio page (50 cards) and the poll fragment."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.utils import timezone
+
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(get_user_model().objects.get(username="bench"))
+    timings = {}
+    for name, url, headers in (
+        ("studio page", "/", {}),
+        (
+            "poll fragment",
+            "/renders/poll/?" + urlencode({"since": timezone.now().isoformat()}),
+            {"HTTP_HX_REQUEST": "true"},
+        ),
+    ):
+        runs = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            response = client.get(url, **headers)
+            runs.append(time.perf_counter() - t0)
+            assert response.status_code in (200, 286), response.status_code
+        timings[name] = statistics.median(runs) * 1000
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--renders", type=int, default=300)
+    parser.add_argument("--speed", type=float, default=1.0)
+    args = parser.parse_args()
+    _setup()
+    from django.conf import settings
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    poller = bench_poller(args.renders, args.speed)
+    print(f"Poller: {poller['renders']} sora2 renders in flight at once, emulator speed {args.speed}")
+    print(f"  submitted all in {poller['submit_seconds']:.1f} s; poller ran {poller['poller_seconds']:.1f} s")
+    print(f"  {poller['polls']} polls, {poller['polls_per_second']:.0f} polls/s")
+    print(
+        f"  lateness vs schedule: p50 {poller['late_p50'] * 1000:.0f} ms, p95 {poller['late_p95'] * 1000:.0f} ms, "
+        f"max {poller['late_max'] * 1000:.0f} ms (cadence is 2000 ms)"
+    )
+    print(f"  finished at the gateway: {poller['finished_at_gateway']}/{poller['renders']}")
+    for name, ms in bench_pages().items():
+        print(f"Page: {name}: median {ms:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
