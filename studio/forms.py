@@ -22,11 +22,19 @@ def _choices(values) -> list[tuple[str, str]]:
     return [(v, v.replace("x", "×") if "x" in v else v) for v in values]
 
 
+class PromptField(forms.CharField):
+    """A prompt, with browser line breaks (CRLF) counted as one character, as the textarea's maxlength does."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return value.replace("\r\n", "\n") if isinstance(value, str) else value
+
+
 class RenderForm(forms.Form):
     """Prompt and parameters of a render. Bound the same way by the page, the estimate and the CLI."""
 
     model = forms.ChoiceField(choices=MODEL_CHOICES, initial=SORA2)
-    prompt = forms.CharField(
+    prompt = PromptField(
         max_length=MAX_PROMPT_CHARS,
         widget=forms.Textarea(
             attrs={"rows": 5, "placeholder": "A red apple rolls slowly across a wooden table…"}
@@ -67,7 +75,7 @@ class RenderForm(forms.Form):
         return get_model(key if key in MODELS else SORA2)
 
     def clean_prompt(self) -> str:
-        prompt = self.cleaned_data["prompt"].replace("\r\n", "\n").strip()
+        prompt = self.cleaned_data["prompt"]
         bad = [c for c in prompt if unicodedata.category(c) == "Cc" and c not in "\n\t"]
         if bad:
             raise forms.ValidationError(

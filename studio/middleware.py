@@ -1,4 +1,4 @@
-"""HTMX glue: flash messages ride along with any HTMX response as out-of-band toasts."""
+"""HTMX glue: flash messages ride along as out-of-band toasts; redirects become full-page HX-Redirects."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ class HtmxMessagesMiddleware:
         patch_vary_headers(response, ("HX-Request",))
         if not getattr(request, "htmx", False) or response.streaming or "HX-Redirect" in response:
             return response
+        if response.status_code in (301, 302, 303) and response.get("Location"):
+            # htmx would follow a redirect inside the fragment (e.g. the login page into a card): go there instead.
+            redirect = HttpResponse(status=204)
+            redirect["HX-Redirect"] = response["Location"]
+            patch_vary_headers(redirect, ("HX-Request",))
+            return redirect
         if response.status_code in (204, 286) or not response.get("Content-Type", "").startswith("text/html"):
             return response
         queued = list(messages.get_messages(request))

@@ -66,6 +66,13 @@ def cancel_cost(quote: Estimate, progress: float, started: bool) -> Decimal:
     return quantize(quote.rate_per_second * seconds)
 
 
+def per_second(rate: Decimal) -> str:
+    """A rate as shown to people: "$0.10/s", "$0.23125/s" (cents at least, no trailing zeros past them)."""
+    text = f"{rate.normalize():f}"
+    whole, _, fraction = text.partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}/s"
+
+
 def dollars(amount: Decimal | None) -> str:
     """An amount as shown to people: "$1.85"."""
     if amount is None:

@@ -186,7 +186,7 @@ BYTESPIKE_BASE_URL = (os.environ.get("BYTESPIKE_BASE_URL") or "").rstrip("/") or
     f"http://127.0.0.1:{EMULATOR_PORT}" if USING_EMULATOR else GATEWAY_DOCUMENTED_BASE_URL
 )
 # The emulator checks that a key is sent; without a real key the studio sends this placeholder.
-GATEWAY_CREDENTIAL = BYTESPIKE_API_KEY or "emulator-local-key"
+GATEWAY_API_KEY = BYTESPIKE_API_KEY or "emulator-local-key"
 BYTESPIKE_RESULT_HOSTS = envlist("BYTESPIKE_RESULT_HOSTS", "" if USING_EMULATOR else "cdn.bytespike.ai")
 GATEWAY_ALLOWED_RESULT_HOSTS = sorted(
     {urlsplit(BYTESPIKE_BASE_URL).hostname or "", *BYTESPIKE_RESULT_HOSTS} - {""}

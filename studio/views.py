@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.contrib import messages
@@ -23,7 +23,16 @@ from studio.ranged import ranged_file_response
 
 PAGE_SIZE = 50
 SPECS = {"sora2": MODELS[SORA2], "pro": MODELS[SORA2_PRO]}
-ERROR_FIELDS = ["prompt", "duration_seconds", "size", "resolution", "aspect_ratio", "seed", "style_preset"]
+ERROR_FIELDS = [
+    "model",
+    "prompt",
+    "duration_seconds",
+    "size",
+    "resolution",
+    "aspect_ratio",
+    "seed",
+    "style_preset",
+]
 
 
 def _form_context(form: RenderForm, **extra) -> dict:
@@ -37,8 +46,9 @@ def _form_context(form: RenderForm, **extra) -> dict:
 
 def _studio_context(request: HttpRequest, form: RenderForm | None = None) -> dict:
     form = form or RenderForm(initial={"client_token": uuid.uuid4(), "model": SORA2})
+    since = _now()  # before the query: a card changed while the page renders is polled again, never lost
     renders = list(Render.objects.for_user(request.user)[:PAGE_SIZE])
-    return _form_context(form, renders=renders, polling=any(not r.is_terminal for r in renders), since=_now())
+    return _form_context(form, renders=renders, polling=any(not r.is_terminal for r in renders), since=since)
 
 
 def _default_estimate():
@@ -76,15 +86,18 @@ def submit(request: HttpRequest) -> HttpResponse:
         response["HX-Retarget"] = "#studio-form"
         response["HX-Reswap"] = "outerHTML"
         return response
+    token = form.cleaned_data.get("client_token")
+    repeated = bool(token) and Render.objects.filter(user=request.user, client_token=token).exists()
     new = actions.do_submit_render(request.user, form)
     if not request.htmx:
         return redirect("studio")
     fresh = RenderForm(initial={**form.cleaned_data, "client_token": uuid.uuid4(), "init_image": None})
     return render_partials(
         request,
-        ("studio.html#render-card", {"render": new}),
+        # A repeated submit (same client_token) updates its card in place instead of adding a second one.
+        ("studio.html#render-card", {"render": new, "oob_card": repeated}),
         ("studio.html#studio-form", _form_context(fresh, estimate=form.estimate(), oob_form=True)),
-        ("studio.html#poller", {"polling": True, "since": _now(), "oob_poller": True}),
+        ("studio.html#poller", {"polling": True, "since": _poller_since(request), "oob_poller": True}),
     )
 
 
@@ -92,16 +105,29 @@ def _now() -> str:
     return timezone.now().isoformat()
 
 
+def _parse_since(value: str) -> datetime | None:
+    """An aware ISO-8601 timestamp within datetime's range in UTC, else None."""
+    try:
+        since = datetime.fromisoformat(value)
+        return since.astimezone(UTC) if since.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: e.g. year 1 at +14:00 is before year 1 in UTC
+        return None
+
+
+def _poller_since(request: HttpRequest) -> str:
+    """Where a restarted poller resumes: the page's poller's own `since` (sent along), so no change is skipped."""
+    since = _parse_since(request.POST.get("since", ""))
+    now = timezone.now()
+    return (min(since, now) if since else now).isoformat()
+
+
 @login_required
 @require_safe
 def poll(request: HttpRequest) -> HttpResponse:
     """One poller per page: the cards that changed since `since`, out of band; 286 once nothing is in flight."""
-    try:
-        since = datetime.fromisoformat(request.GET.get("since", ""))
-    except ValueError:
-        return HttpResponseBadRequest("since must be an ISO-8601 timestamp")
-    if since.tzinfo is None:
-        return HttpResponseBadRequest("since must include a time zone")
+    since = _parse_since(request.GET.get("since", ""))
+    if since is None:
+        return HttpResponseBadRequest("since must be an ISO-8601 timestamp with a time zone")
     now = _now()
     mine = Render.objects.for_user(request.user)
     changed = list(mine.filter(updated_at__gte=since)[:PAGE_SIZE])
@@ -125,7 +151,7 @@ def cancel(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
     return render_partials(
         request,
         ("studio.html#render-card", {"render": outcome.render}),
-        ("studio.html#poller", {"polling": True, "since": _now(), "oob_poller": True}),
+        ("studio.html#poller", {"polling": True, "since": _poller_since(request), "oob_poller": True}),
     )
 
 

@@ -74,12 +74,14 @@ def scaled_out_services():
 
 
 @pytest.fixture(autouse=True)
-def plain_static_storage(settings):
-    """Tests render pages without running collectstatic: plain static storage, no manifest."""
+def test_settings(settings, tmp_path):
+    """Pages render without collectstatic (no manifest), users are made fast, uploads land in a temp dir."""
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # PBKDF2 costs 0.3 s a user
+    settings.MEDIA_ROOT = str(tmp_path / "media")
 
 
 # --- the gateway emulator --------------------------------------------------------------------------------------

@@ -26,7 +26,9 @@ def state_of(render: Render) -> str:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_cluster_killed_mid_render_finishes_it_after_restart_with_one_submission(cluster, gateway, owner, sig):
+def test_cluster_killed_mid_render_finishes_it_after_restart_with_one_submission(
+    cluster, gateway, owner, sig
+):
     gateway.add_fault("poll", times=1000, kind="slow", seconds=0.05)  # keep it at the gateway long enough
     before = gateway.submissions
     cluster.start()

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 from django.conf import settings
@@ -64,16 +65,27 @@ STATUS_MAP = {
 }
 DEFAULT_RESULT_TTL = timedelta(hours=24)  # "URLs pre-signed, 24h expiry"
 MAX_REDIRECTS = 3
+# Transport failures that happen before any byte of the request reached the gateway.
+NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,  # the request was refused locally while its headers were being built
+)
 CHUNK = 256 * 1024
+MIN_REDACTED = 8  # shorter credentials are test stand-ins; scrubbing them would mangle messages
 
 
 def _decimal(value) -> Decimal | None:
     if value is None or isinstance(value, bool):
         return None
     try:
-        return Decimal(str(value))
+        amount = Decimal(str(value))
     except InvalidOperation:
         return None
+    return amount if amount.is_finite() else None  # Python's JSON parser accepts NaN and Infinity
 
 
 def _when(value) -> datetime | None:
@@ -91,13 +103,17 @@ def _retry_after(value: str | None) -> float:
     if not value:
         return 1.0
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else 1.0
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return 1.0
+    if when.tzinfo is None:  # a "-0000" zone parses as naive; HTTP dates are always UTC
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
@@ -169,9 +185,21 @@ def _state(task_id: str, raw) -> tuple[TaskState, bool]:
 
 
 def _progress(value) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return max(0, min(100, int(value)))
+
+
+def _url(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _expires_at(state: TaskState, value, completed_at: datetime | None) -> datetime | None:
+    """The result URL's expiry: as reported, else the documented 24 h from completion."""
+    expires = _when(value)
+    if expires is None and state == TaskState.COMPLETED and completed_at is not None:
+        expires = completed_at + DEFAULT_RESULT_TTL
+    return expires
 
 
 class Adapter:
@@ -179,31 +207,52 @@ class Adapter:
 
     def __init__(self, http: httpx.Client, credential: str) -> None:
         self.http = http
-        self._credential = credential
+        self._credential = (credential or "").strip()  # a key read from a file often ends in a newline
 
     def auth_headers(self) -> dict[str, str]:  # pragma: no cover - each protocol defines it
         raise NotImplementedError
 
+    def _headers(self) -> dict[str, str]:
+        """The auth headers, refusing locally a credential no gateway could accept (nothing is sent)."""
+        credential = self._credential
+        if not credential or not credential.isascii() or not credential.isprintable() or " " in credential:
+            raise CredentialsRejected("The studio has no usable gateway API key (empty or malformed).")
+        return self.auth_headers()
+
+    def _raise_for_status(self, response: httpx.Response) -> None:
+        """raise_for_status, with the credential scrubbed from the gateway's message should it echo it."""
+        try:
+            raise_for_status(response)
+        except GatewayError as exc:
+            if len(self._credential) >= MIN_REDACTED and self._credential in exc.message:
+                exc.message = exc.message.replace(self._credential, "[redacted]")
+                exc.args = (exc.message,)
+            raise
+
     def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
         """Send a request that is safe to repeat (poll, cancel): every transport failure is retryable."""
         try:
-            response = self.http.request(method, path, headers=self.auth_headers(), **kwargs)
+            response = self.http.request(method, path, headers=self._headers(), **kwargs)
         except httpx.TransportError as exc:
             raise GatewayUnavailable(f"Could not reach the gateway ({type(exc).__name__}).") from exc
-        raise_for_status(response)
+        except httpx.RequestError as exc:  # e.g. a body that fails to decode
+            raise MalformedResponse(
+                f"The gateway's answer could not be read ({type(exc).__name__})."
+            ) from exc
+        self._raise_for_status(response)
         return response
 
     def _submit(self, path: str, body: dict) -> dict:
         """POST a submission. Failing to connect is retryable; failing after sending is 'outcome unknown'."""
         try:
-            response = self.http.post(path, json=body, headers=self.auth_headers())
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            response = self.http.post(path, json=body, headers=self._headers())
+        except NOT_SENT as exc:
             raise GatewayUnavailable(f"Could not connect to the gateway ({type(exc).__name__}).") from exc
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise SubmitOutcomeUnknown(
                 f"The gateway did not answer the submission ({type(exc).__name__}); it may have been accepted."
             ) from exc
-        raise_for_status(response)
+        self._raise_for_status(response)
         try:
             return _json_object(response)
         except MalformedResponse as exc:
@@ -260,25 +309,26 @@ class OpenAIVideoAdapter(Adapter):
         )
 
     def poll(self, task_id: str) -> TaskStatus:
-        body = _json_object(self._send("GET", f"/v1/videos/tasks/{task_id}"))
+        body = _json_object(self._send("GET", f"/v1/videos/tasks/{quote(task_id, safe='')}"))
         state, recognised = _state(task_id, body.get("status"))
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        completed_at = _when(body.get("completed_at"))
         return TaskStatus(
             task_id=task_id,
             state=state,
             raw_status=str(body.get("status")),
             recognised=recognised,
             progress=_progress(body.get("progress")),
-            result_url=body.get("result_url") or None,
-            result_expires_at=_when(body.get("expires_at")),
+            result_url=_url(body.get("result_url")),
+            result_expires_at=_expires_at(state, body.get("expires_at"), completed_at),
             billed_credits=_decimal(body.get("credits")),
-            completed_at=_when(body.get("completed_at")),
+            completed_at=completed_at,
             error_code=str(error.get("code") or ""),
             error_message=str(error.get("message") or ""),
         )
 
     def cancel(self, task_id: str) -> CancelResult:
-        return self._cancel_result(self._send("POST", f"/v1/videos/tasks/{task_id}/cancel"))
+        return self._cancel_result(self._send("POST", f"/v1/videos/tasks/{quote(task_id, safe='')}/cancel"))
 
 
 class TasksAdapter(Adapter):
@@ -317,16 +367,19 @@ class TasksAdapter(Adapter):
         state, recognised = _state(task_id, body.get("status"))
         result = body.get("result") if isinstance(body.get("result"), dict) else {}
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        completed_at = _when(body.get("completed_at"))
         return TaskStatus(
             task_id=task_id,
             state=state,
             raw_status=str(body.get("status")),
             recognised=recognised,
             progress=_progress(body.get("progress")),
-            result_url=result.get("video_url") or None,
-            result_expires_at=_when(result.get("expires_at") or body.get("expires_at")),
+            result_url=_url(result.get("video_url")),
+            result_expires_at=_expires_at(
+                state, result.get("expires_at") or body.get("expires_at"), completed_at
+            ),
             billed_credits=_decimal(body.get("credits")),
-            completed_at=_when(body.get("completed_at")),
+            completed_at=completed_at,
             error_code=str(error.get("code") or ""),
             error_message=str(error.get("message") or ""),
         )
@@ -367,11 +420,11 @@ class GatewayClient:
         )
         # Result downloads get their own client with no credentials at all.
         self.files = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
-        self._credential = credential if credential is not None else settings.GATEWAY_CREDENTIAL
+        self._credential = credential if credential is not None else settings.GATEWAY_API_KEY
         hosts = allowed_result_hosts
         if hosts is None:
             hosts = list(settings.GATEWAY_ALLOWED_RESULT_HOSTS)
-        self.allowed_hosts = {h.lower() for h in hosts} | {urlsplit(self.base_url).hostname or ""}
+        self.allowed_hosts = ({h.lower() for h in hosts} | {urlsplit(self.base_url).hostname or ""}) - {""}
         self.scheme = urlsplit(self.base_url).scheme
 
     def __repr__(self) -> str:  # never shows the credential
@@ -417,7 +470,8 @@ class GatewayClient:
         for _ in range(MAX_REDIRECTS + 1):
             self.check_result_url(url)
             try:
-                with self.files.stream("GET", url) as response:
+                # identity: the declared length is then the length of the bytes written (no decoding).
+                with self.files.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
@@ -427,13 +481,16 @@ class GatewayClient:
                         )
                     if response.status_code != 200:
                         raise DownloadError(f"The result download failed ({response.status_code}).")
-                    declared = int(response.headers.get("content-length") or 0)
+                    try:
+                        declared = int(response.headers.get("content-length") or 0)
+                    except ValueError:
+                        declared = 0
                     if declared > max_bytes:
                         raise DownloadError(
                             f"The result is {declared} bytes, over the {max_bytes}-byte cap.", permanent=True
                         )
                     return self._stream_to_file(response, dest_dir, max_bytes, declared, looks_like_mp4)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 raise DownloadError(f"The result download was interrupted ({type(exc).__name__}).") from exc
         raise DownloadError("Too many redirects for the result download.", permanent=True)
 
@@ -452,8 +509,10 @@ class GatewayClient:
                     if len(head) < 16:
                         head += chunk[:16]
                     out.write(chunk)
-            if declared and size != declared:
-                raise DownloadError(f"The result was truncated ({size} of {declared} bytes).")
+            # Bytes on the wire, before any content decoding (0 when the body was read in advance).
+            received = response.num_bytes_downloaded or size
+            if declared and received != declared:
+                raise DownloadError(f"The result was truncated ({received} of {declared} bytes).")
             if not sniff(head):
                 content_type = response.headers.get("content-type", "unknown")
                 raise DownloadError(f"The result is not an MP4 video (it is {content_type}).")

@@ -6,6 +6,8 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from studio import pricing
+
 register = template.Library()
 
 
@@ -19,3 +21,9 @@ def field_error(form, name: str, oob: bool = False) -> str:
         mark_safe(' hx-swap-oob="true"') if oob else "",  # noqa: S308 - a constant
         errors,
     )
+
+
+@register.filter
+def per_second(rate) -> str:
+    """A rate per second as people read it: "$0.10/s", "$0.23125/s"."""
+    return pricing.per_second(rate)

@@ -103,6 +103,15 @@ class Command(BaseCommand):
             unknown = set(item) - set(LINE_KEYS)
             if unknown:
                 raise CommandError(f"{path}:{number}: unknown keys {', '.join(sorted(unknown))}.")
+            # Only strings and whole numbers: a list or object would otherwise be bound as its repr.
+            odd = sorted(
+                k
+                for k, v in item.items()
+                if v is not None
+                and (isinstance(v, bool) or not isinstance(v, str if k == "image" else str | int))
+            )
+            if odd:
+                raise CommandError(f"{path}:{number}: {', '.join(odd)} must be a string or a whole number.")
             fields = {LINE_KEYS[k]: v for k, v in item.items() if LINE_KEYS[k] != "image"}
             image = Path(item["image"]) if item.get("image") else None
             yield f"{path}:{number}", fields, image

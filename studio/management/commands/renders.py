@@ -35,5 +35,5 @@ class Command(BaseCommand):
         for row in rows:
             cost = row["billed_cost"] or row["estimated_cost"]
             self.stdout.write(
-                f"{row['id']}  {row['state']:<15} {row['model']:<11} ${cost:<8} {row['prompt'][:60]}"
+                f"{row['id']}  {row['state']:<15} {row['model']:<11} ${cost:<8} {' '.join(row['prompt'].split())[:60]}"
             )
