@@ -75,7 +75,7 @@ def do_cancel_render(render: Render) -> CancelOutcome:
             else f"Cancelling: the seconds rendered so far are billed (about {pricing.dollars(cost)})."
         )
         ensure_poller()
-    elif render.cancel_requested_at:
+    elif render.cancel_requested_at and not render.is_terminal:
         message = "Already cancelling."
     else:
         message = f"Too late to cancel: the render is {render.get_state_display().lower()}."

@@ -51,6 +51,8 @@ CREDENTIALS_PAUSE_SECONDS = 300
 DOWNLOAD_LEASE = timedelta(minutes=3)
 LOST_TASK_AFTER_404S = 5
 POLL_ERROR_ALERT_AFTER = 20
+# Settled for outcomes the gateway documents as not billed (4xx/5xx at submit, failed tasks, free cancels).
+NOTHING_BILLED = {"billed_cost": Decimal("0"), "billed_credits": Decimal("0")}
 
 
 def client_factory() -> GatewayClient:
@@ -103,18 +105,18 @@ def submit_step(render_id, client: GatewayClient | None = None) -> str:
             client.close()
     GatewayAlert.resolve(GatewayAlert.Kind.CREDENTIALS)
     state = State.RUNNING if submission.status == TaskState.RUNNING else State.QUEUED
-    advance(
-        render_id,
-        State.SUBMITTING,
-        state,
-        gateway_task_id=submission.task_id,
-        gateway_estimated_credits=submission.estimated_credits,
-        submitted_at=timezone.now(),
-        started_at=timezone.now() if state == State.RUNNING else None,
-        next_poll_at=timezone.now() + timedelta(seconds=_scaled(cadence.poll_delay(0, 1e9) or 2.0)),
-        error="",
-        error_code="",
-    )
+    accepted = {
+        "gateway_task_id": submission.task_id,
+        "gateway_estimated_credits": submission.estimated_credits,
+        "submitted_at": timezone.now(),
+        "started_at": timezone.now() if state == State.RUNNING else None,
+        "next_poll_at": timezone.now() + timedelta(seconds=_scaled(cadence.poll_delay(0, 1e9) or 2.0)),
+        "next_attempt_at": None,  # a submit retry time left here would later look like a due download retry
+        "error": "",
+        "error_code": "",
+    }
+    if not advance(render_id, State.SUBMITTING, state, **accepted):
+        _late_acceptance(render_id, state, accepted)
     log.info("Render %s submitted as gateway task %s", render_id, submission.task_id)
     from studio.tasks import ensure_poller
 
@@ -122,9 +124,44 @@ def submit_step(render_id, client: GatewayClient | None = None) -> str:
     return "submitted"
 
 
+def _late_acceptance(render_id, state: str, accepted: dict) -> None:
+    """The sweep gave up on this submission while the gateway was still answering: its answer settles it.
+
+    Without this the task would run, be billed, and never be polled or downloaded.
+    """
+    if advance(
+        render_id, State.SUBMIT_UNKNOWN, state, where=Q(gateway_task_id=""), finished_at=None, **accepted
+    ):
+        GatewayAlert.objects.filter(
+            kind=GatewayAlert.Kind.SUBMIT_UNKNOWN, render_id=render_id, resolved_at__isnull=True
+        ).update(resolved_at=timezone.now())
+        log.warning(
+            "Render %s: the gateway's late answer recorded task %s", render_id, accepted["gateway_task_id"]
+        )
+        return
+    log.error(
+        "Render %s was accepted as gateway task %s but is no longer submitting; record it by hand",
+        render_id,
+        accepted["gateway_task_id"],
+    )
+
+
 def _submit_failed(render: Render, error: GatewayError) -> str:
     """Record why a submission did not go through; retry only what is documented as not billed."""
     rid = render.pk
+    sent_back = isinstance(error, CredentialsRejected) or (
+        error.retryable and render.submit_attempts < settings.STUDIO_SUBMIT_MAX_ATTEMPTS
+    )
+    if sent_back and advance(
+        rid,
+        State.SUBMITTING,
+        State.CANCELLED,
+        where=Q(cancel_requested_at__isnull=False),
+        error="Cancelled before it reached the gateway: nothing was billed.",
+        error_code="cancelled",
+        **NOTHING_BILLED,
+    ):
+        return "cancelled"  # the user cancelled while this attempt was failing: do not send it again
     if isinstance(error, SubmitOutcomeUnknown):
         advance(rid, State.SUBMITTING, State.SUBMIT_UNKNOWN, error=error.message, error_code="submit_unknown")
         GatewayAlert.raise_alert(
@@ -134,10 +171,24 @@ def _submit_failed(render: Render, error: GatewayError) -> str:
         )
         return "unknown"
     if isinstance(error, PromptBlocked):
-        advance(rid, State.SUBMITTING, State.BLOCKED, error=error.message, error_code="prompt_blocked")
+        advance(
+            rid,
+            State.SUBMITTING,
+            State.BLOCKED,
+            error=error.message,
+            error_code="prompt_blocked",
+            **NOTHING_BILLED,
+        )
         return "blocked"
     if isinstance(error, BadRequest):
-        advance(rid, State.SUBMITTING, State.FAILED, error=error.message, error_code="bad_request")
+        advance(
+            rid,
+            State.SUBMITTING,
+            State.FAILED,
+            error=error.message,
+            error_code="bad_request",
+            **NOTHING_BILLED,
+        )
         return "rejected"
     if isinstance(error, CredentialsRejected):
         GatewayAlert.raise_alert(
@@ -158,7 +209,14 @@ def _submit_failed(render: Render, error: GatewayError) -> str:
         return "paused"
     if isinstance(error, WalletEmpty):
         GatewayAlert.raise_alert(GatewayAlert.Kind.WALLET, f"The gateway wallet is empty: {error.message}")
-        advance(rid, State.SUBMITTING, State.FAILED, error=error.message, error_code="wallet_empty")
+        advance(
+            rid,
+            State.SUBMITTING,
+            State.FAILED,
+            error=error.message,
+            error_code="wallet_empty",
+            **NOTHING_BILLED,
+        )
         return "wallet_empty"
     if error.retryable and render.submit_attempts < settings.STUDIO_SUBMIT_MAX_ATTEMPTS:
         delay = _retry_delay(render.submit_attempts, error)
@@ -182,6 +240,7 @@ def _submit_failed(render: Render, error: GatewayError) -> str:
         if error.retryable
         else error.message,
         error_code="gateway_error",
+        **NOTHING_BILLED,
     )
     return "failed"
 
@@ -234,14 +293,28 @@ def _poll_failed(render: Render, error: GatewayError) -> str:
             pause_seconds=CREDENTIALS_PAUSE_SECONDS,
         )
     log.warning("Polling render %s failed (%s): %s", render.pk, type(error).__name__, error.message)
+    if errors == POLL_ERROR_ALERT_AFTER:
+        GatewayAlert.raise_alert(
+            GatewayAlert.Kind.STALLED,
+            f"Render {render.pk}: {errors} polls in a row failed (last: {error.message}); still polling.",
+            render=render,
+        )
     return _schedule_next(render, poll_errors=errors, poll_count=F("poll_count") + 1)
 
 
-def _schedule_next(render: Render, **fields) -> str:
+def _span(seconds: float) -> str:
+    """A duration as people read it: "2 seconds", "60 minutes"."""
+    seconds = int(seconds)
+    if seconds >= 120:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
+
+
+def _schedule_next(render: Render, to_state: str | None = None, **fields) -> str:
     nxt = _next_poll(render)
     if nxt.pop("stalled", False):
         message = (
-            f"No result after {settings.STUDIO_STALL_AFTER_SECONDS // 60} minutes at the gateway; "
+            f"No result after {_span(settings.STUDIO_STALL_AFTER_SECONDS)} at the gateway; "
             "an operator has been alerted. It may still be billed."
         )
         if advance(render.pk, AT_GATEWAY, State.STALLED, error=message, error_code="stalled", **fields):
@@ -249,7 +322,7 @@ def _schedule_next(render: Render, **fields) -> str:
                 GatewayAlert.Kind.STALLED, f"Render {render.pk}: {message}", render=render
             )
         return "stalled"
-    advance(render.pk, AT_GATEWAY, **nxt, **fields)
+    advance(render.pk, AT_GATEWAY, to_state, **nxt, **fields)
     return "scheduled"
 
 
@@ -277,6 +350,7 @@ def apply_status(render: Render, status: TaskStatus) -> str:
             gateway_completed_at=status.completed_at or timezone.now(),
             started_at=render.started_at or timezone.now(),
             next_poll_at=None,
+            next_attempt_at=None,
             **_billed(status.billed_credits),
             **counted,
         )
@@ -292,8 +366,8 @@ def apply_status(render: Render, status: TaskStatus) -> str:
             TaskState.EXPIRED: State.EXPIRED,
         }[status.state]
         billed = _billed(status.billed_credits)
-        if target == State.FAILED:
-            billed = _billed(status.billed_credits or Decimal("0"))  # "Failures don't bill"
+        if target == State.FAILED and status.billed_credits is None:
+            billed = dict(NOTHING_BILLED)  # "Failures don't bill"
         message = (
             status.error_message
             or {
@@ -312,9 +386,9 @@ def apply_status(render: Render, status: TaskStatus) -> str:
             max(status.progress, render.progress) if render.state == State.RUNNING else status.progress
         )
     if status.state == TaskState.RUNNING and render.state == State.QUEUED:
-        advance(render.pk, State.QUEUED, State.RUNNING, started_at=timezone.now(), **fields)
-        render.refresh_from_db()
-    elif status.state == TaskState.QUEUED and render.state == State.RUNNING:
+        # One write for the start and the next poll, so the poll is counted once.
+        return _schedule_next(render, State.RUNNING, started_at=timezone.now(), **fields)
+    if status.state == TaskState.QUEUED and render.state == State.RUNNING:
         log.warning("Render %s went backwards from running to queued at the gateway; ignoring", render.pk)
         fields.pop("progress", None)
     return _schedule_next(render, **fields)
@@ -394,8 +468,16 @@ def download_step(render_id, client: GatewayClient | None = None) -> str:
     except DownloadError as error:
         if error.expired and (not render.result_expires_at or now >= render.result_expires_at):
             return _expire(render, error.message)
+        if error.expired:
+            return _refresh_result(render, client, error.message)
         if error.permanent:
-            advance(render.pk, State.DOWNLOADING, State.FAILED, error=error.message, error_code="download")
+            advance(
+                render.pk,
+                State.DOWNLOADING,
+                State.FAILED,
+                error=f"{error.message} It was billed; the clip could not be downloaded.",
+                error_code="download",
+            )
             return "failed"
         return _download_retry(render, error.message)
     except OSError as error:  # disk full, permissions: keep the render, try again later
@@ -407,14 +489,32 @@ def download_step(render_id, client: GatewayClient | None = None) -> str:
     return _store_clip(render, downloaded.path, downloaded.size)
 
 
+def _refresh_result(render: Render, client: GatewayClient, message: str) -> str:
+    """The result URL was refused before its stated expiry: ask the gateway for the task's URL as it is now."""
+    try:
+        status = client.poll(render.model, render.gateway_task_id)
+    except GatewayError as error:
+        return _download_retry(render, f"{message} Asking the gateway again failed: {error.message}")
+    expires = status.result_expires_at
+    if (
+        status.state != TaskState.COMPLETED
+        or not status.result_url
+        or (expires and expires <= timezone.now())
+    ):
+        return _expire(render, message)
+    advance(render.pk, State.DOWNLOADING, result_url=status.result_url, result_expires_at=expires)
+    return _download_retry(render, f"{message} The gateway issued a new URL.")
+
+
 def _store_clip(render: Render, temp: Path, size: int) -> str:
     folder = temp.parent
+    poster_temp = folder / f".poster-{uuid.uuid4().hex}.jpg"
     try:
         info = probe_video(temp)
-        poster_temp = folder / f".poster-{uuid.uuid4().hex}.jpg"
         extract_poster(temp, poster_temp, at_seconds=min(1.0, info.duration / 2))
     except (MediaError, OSError) as error:
         temp.unlink(missing_ok=True)
+        poster_temp.unlink(missing_ok=True)
         return _download_retry(render, f"the file is not a playable video ({error})")
     os.replace(temp, folder / "clip.mp4")
     os.replace(poster_temp, folder / "poster.jpg")

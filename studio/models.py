@@ -156,7 +156,7 @@ class Render(models.Model):
 
     @property
     def nothing_billed(self) -> bool:
-        return self.state in NOT_BILLED or (self.state == State.CANCELLED and not self.billed_cost)
+        return self.state in (NOT_BILLED | {State.CANCELLED}) and not self.billed_cost
 
     @property
     def elapsed(self) -> timedelta:
