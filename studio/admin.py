@@ -32,7 +32,9 @@ class GatewayAlertAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resolve (and resume submissions)")
     def resolve(self, request, queryset) -> None:
-        queryset.filter(resolved_at__isnull=True).update(resolved_at=timezone.now(), pauses_submissions_until=None)
+        queryset.filter(resolved_at__isnull=True).update(
+            resolved_at=timezone.now(), pauses_submissions_until=None
+        )
 
 
 @admin.register(Lease)

@@ -201,7 +201,9 @@ STUDIO_SUBMIT_MAX_ATTEMPTS = envint("STUDIO_SUBMIT_MAX_ATTEMPTS", 5)
 STUDIO_MAX_VIDEO_BYTES = envint("STUDIO_MAX_VIDEO_BYTES", 512 * 1024 * 1024)
 STUDIO_MAX_IMAGE_BYTES = envint("STUDIO_MAX_IMAGE_BYTES", 10 * 1024 * 1024)
 STUDIO_MAX_IMAGE_PIXELS = envint("STUDIO_MAX_IMAGE_PIXELS", 40_000_000)
-STUDIO_POLLER_RUN_SECONDS = envint("STUDIO_POLLER_RUN_SECONDS", 15)  # then it hands over: short graceful stops
+STUDIO_POLLER_RUN_SECONDS = envint(
+    "STUDIO_POLLER_RUN_SECONDS", 15
+)  # then it hands over: short graceful stops
 STUDIO_POLLER_THREADS = envint("STUDIO_POLLER_THREADS", 16)
 
 # --- django-q2: ORM broker by default, Redis when REDIS_URL is set -----------------------------------------

@@ -20,7 +20,9 @@ from studio.models import Lease
 def enqueue(name: str, *ids) -> None:
     """Queue `studio.tasks.<name>(*ids)` once the current transaction commits (at once outside one)."""
     args = tuple(str(i) for i in ids)
-    transaction.on_commit(lambda: async_task(f"studio.tasks.{name}", *args))
+    # robust: a broker that is down (Redis stopped) must not turn a committed render into a 500. The row is
+    # the truth; the sweep and the poller find pending work in the database once the broker is back.
+    transaction.on_commit(lambda: async_task(f"studio.tasks.{name}", *args), robust=True)
 
 
 def ensure_poller() -> None:
