@@ -260,8 +260,43 @@ class Adapter:
                 "The gateway accepted the submission with an unreadable answer."
             ) from exc
 
-    def submit(self, request: RenderRequest) -> Submission:  # pragma: no cover
+    submit_path = ""
+    submitted_at_field = ""
+
+    def body(self, request: RenderRequest) -> dict:  # pragma: no cover - each protocol defines it
         raise NotImplementedError
+
+    def submit(self, request: RenderRequest) -> Submission:
+        """Send the protocol's body; the answer's shape is shared but for the name of its timestamp."""
+        answer = self._submit(self.submit_path, self.body(request))
+        task_id = self._task_id(answer)
+        state, _ = _state(task_id, answer.get("status", "queued"))
+        return Submission(
+            task_id=task_id,
+            status=state,
+            estimated_credits=_decimal(answer.get("estimated_credits")),
+            submitted_at=_when(answer.get(self.submitted_at_field)),
+        )
+
+    @staticmethod
+    def _task_status(task_id: str, body: dict, result_url, expires_at) -> TaskStatus:
+        """A poll answer as a TaskStatus; the protocols differ only in where the result URL and expiry sit."""
+        state, recognised = _state(task_id, body.get("status"))
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        completed_at = _when(body.get("completed_at"))
+        return TaskStatus(
+            task_id=task_id,
+            state=state,
+            raw_status=str(body.get("status")),
+            recognised=recognised,
+            progress=_progress(body.get("progress")),
+            result_url=_url(result_url),
+            result_expires_at=_expires_at(state, expires_at, completed_at),
+            billed_credits=_decimal(body.get("credits")),
+            completed_at=completed_at,
+            error_code=str(error.get("code") or ""),
+            error_message=str(error.get("message") or ""),
+        )
 
     def poll(self, task_id: str) -> TaskStatus:  # pragma: no cover
         raise NotImplementedError
@@ -286,10 +321,13 @@ class Adapter:
 class OpenAIVideoAdapter(Adapter):
     """sora2 on the "OpenAI Video" protocol."""
 
+    submit_path = "/v1/videos/generations"
+    submitted_at_field = "created_at"
+
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._credential}"}
 
-    def submit(self, request: RenderRequest) -> Submission:
+    def body(self, request: RenderRequest) -> dict:
         body = {
             "model": request.model,
             "prompt": request.prompt,
@@ -298,34 +336,11 @@ class OpenAIVideoAdapter(Adapter):
         }
         if request.image:
             body["source_image"] = request.image
-        answer = self._submit("/v1/videos/generations", body)
-        task_id = self._task_id(answer)
-        state, _ = _state(task_id, answer.get("status", "queued"))
-        return Submission(
-            task_id=task_id,
-            status=state,
-            estimated_credits=_decimal(answer.get("estimated_credits")),
-            submitted_at=_when(answer.get("created_at")),
-        )
+        return body
 
     def poll(self, task_id: str) -> TaskStatus:
         body = _json_object(self._send("GET", f"/v1/videos/tasks/{quote(task_id, safe='')}"))
-        state, recognised = _state(task_id, body.get("status"))
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
-        completed_at = _when(body.get("completed_at"))
-        return TaskStatus(
-            task_id=task_id,
-            state=state,
-            raw_status=str(body.get("status")),
-            recognised=recognised,
-            progress=_progress(body.get("progress")),
-            result_url=_url(body.get("result_url")),
-            result_expires_at=_expires_at(state, body.get("expires_at"), completed_at),
-            billed_credits=_decimal(body.get("credits")),
-            completed_at=completed_at,
-            error_code=str(error.get("code") or ""),
-            error_message=str(error.get("message") or ""),
-        )
+        return self._task_status(task_id, body, body.get("result_url"), body.get("expires_at"))
 
     def cancel(self, task_id: str) -> CancelResult:
         return self._cancel_result(self._send("POST", f"/v1/videos/tasks/{quote(task_id, safe='')}/cancel"))
@@ -334,10 +349,13 @@ class OpenAIVideoAdapter(Adapter):
 class TasksAdapter(Adapter):
     """sora-2-pro on the tasks API."""
 
+    submit_path = "/v1/tasks/submit"
+    submitted_at_field = "submitted_at"
+
     def auth_headers(self) -> dict[str, str]:
         return {"x-api-key": self._credential}
 
-    def submit(self, request: RenderRequest) -> Submission:
+    def body(self, request: RenderRequest) -> dict:
         params = request.params
         body: dict = {
             "model": request.model,
@@ -352,37 +370,13 @@ class TasksAdapter(Adapter):
             body["style_preset"] = params["style_preset"]
         if request.image:
             body["image_init"] = request.image
-        answer = self._submit("/v1/tasks/submit", body)
-        task_id = self._task_id(answer)
-        state, _ = _state(task_id, answer.get("status", "queued"))
-        return Submission(
-            task_id=task_id,
-            status=state,
-            estimated_credits=_decimal(answer.get("estimated_credits")),
-            submitted_at=_when(answer.get("submitted_at")),
-        )
+        return body
 
     def poll(self, task_id: str) -> TaskStatus:
         body = _json_object(self._send("GET", "/v1/tasks/query", params={"task_id": task_id}))
-        state, recognised = _state(task_id, body.get("status"))
         result = body.get("result") if isinstance(body.get("result"), dict) else {}
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
-        completed_at = _when(body.get("completed_at"))
-        return TaskStatus(
-            task_id=task_id,
-            state=state,
-            raw_status=str(body.get("status")),
-            recognised=recognised,
-            progress=_progress(body.get("progress")),
-            result_url=_url(result.get("video_url")),
-            result_expires_at=_expires_at(
-                state, result.get("expires_at") or body.get("expires_at"), completed_at
-            ),
-            billed_credits=_decimal(body.get("credits")),
-            completed_at=completed_at,
-            error_code=str(error.get("code") or ""),
-            error_message=str(error.get("message") or ""),
-        )
+        expires = result.get("expires_at") or body.get("expires_at")
+        return self._task_status(task_id, body, result.get("video_url"), expires)
 
     def cancel(self, task_id: str) -> CancelResult:
         return self._cancel_result(self._send("POST", "/v1/tasks/cancel", json={"task_id": task_id}))
