@@ -1,15 +1,95 @@
-"""The one place that decides what a user may see: every page, fragment, action and file goes through it."""
+"""The one place that decides what a user may see and do.
+
+Every page, fragment, action and video file goes through these helpers:
+- an outsider (not the author, not in the render's team, or the render is private) gets 404: they cannot tell
+  it exists;
+- a member who can see it but lacks the role (or is not the author, for author-only actions) gets 403;
+- anonymous users never get here: views are `login_required`, which sends them to the login page.
+Access is computed from the Membership rows on every request, so removing a member takes effect at once.
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from studio.models import Render
+from studio.models import ROLE_RANK, Membership, Profile, Render, ReviewState, Role, State, Team
 
 
-def get_render_for_user(user, render_id) -> Render:
-    """The render if this user may see it; 404 otherwise (an outsider cannot tell it exists)."""
-    render = Render.objects.for_user(user).filter(pk=render_id).first()
+class Need(StrEnum):
+    VIEW = "view"  # see it, play it, comment, star, tag, promote, remix
+    REVIEW = "review"  # approve / request changes / reject: a reviewer or admin of the render's team
+    OWN = "own"  # cancel, re-run, make private: its author only
+
+
+def membership(user, team_id) -> Membership | None:
+    """The user's membership of a team, if any."""
+    if not user.is_authenticated or team_id is None:
+        return None
+    return Membership.objects.filter(user=user, team_id=team_id).first()
+
+
+def get_render_for_user(user, render_id, need: Need = Need.VIEW) -> Render:
+    """The render if this user may see it (else 404) and do what `need` says (else 403)."""
+    render = Render.objects.for_user(user).select_related("user", "team").filter(pk=render_id).first()
     if render is None:
         raise Http404("No such render.")
+    if need == Need.OWN and render.user_id != user.pk:
+        raise PermissionDenied("Only its author can do that.")
+    if need == Need.REVIEW and not can_review(user, render):
+        raise PermissionDenied("Only the team's reviewers can review this render.")
     return render
+
+
+def can_review(user, render: Render) -> bool:
+    """Whether the user reviews in the render's team (private renders are never reviewed)."""
+    if render.private or render.team_id is None:
+        return False
+    member = membership(user, render.team_id)
+    return member is not None and member.allows(Role.REVIEWER)
+
+
+def reviewer_team_ids(user) -> set:
+    """Teams in which the user may review: for marking many cards at once without a query each."""
+    if not user.is_authenticated:
+        return set()
+    roles = [role for role, rank in ROLE_RANK.items() if rank >= ROLE_RANK[Role.REVIEWER]]
+    return set(Membership.objects.filter(user=user, role__in=roles).values_list("team_id", flat=True))
+
+
+def get_team_for_user(user, team_id, role: str = Role.MEMBER) -> tuple[Team, Membership]:
+    """A team the user belongs to (else 404) with at least `role` (else 403)."""
+    member = Membership.objects.select_related("team").filter(user=user, team_id=team_id).first()
+    if member is None:
+        raise Http404("No such team.")
+    if not member.allows(role):
+        raise PermissionDenied(f"Only the team's {Role(role).label.lower()}s can do that.")
+    return member.team, member
+
+
+def active_team(user) -> Team | None:
+    """The team new renders go to: the one the user picked, while they are still a member of it."""
+    if not user.is_authenticated:
+        return None
+    profile = Profile.objects.filter(user=user).select_related("active_team").first()
+    team = profile.active_team if profile else None
+    if team is not None and membership(user, team.pk) is not None:
+        return team
+    first = Membership.objects.filter(user=user).select_related("team").order_by("created_at").first()
+    return first.team if first else None
+
+
+def to_review(user):
+    """Finished renders waiting for this user's review: in teams they review, not their own, not private."""
+    return (
+        Render.objects.filter(
+            team_id__in=reviewer_team_ids(user),
+            private=False,
+            state=State.COMPLETED,
+            review_state=ReviewState.NEEDS_REVIEW,
+        )
+        .exclude(user=user)
+        .select_related("user", "team")
+    )

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from studio import pricing
+from studio import access, pricing
 from studio.forms import RenderForm
 from studio.models import AT_GATEWAY, Render, State, advance
 from studio.tasks import enqueue, ensure_poller
@@ -31,6 +31,9 @@ def do_submit_render(user, form: RenderForm) -> Render:
         with transaction.atomic():
             render = Render.objects.create(
                 user=user,
+                team=access.active_team(user),
+                private=bool(data.get("private")),
+                seconds=quote.seconds,
                 model=data["model"],
                 prompt=data["prompt"],
                 params=params,

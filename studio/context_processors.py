@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from studio.models import GatewayAlert
+from studio import access
+from studio.models import GatewayAlert, Membership
 
 
 def gateway_banner(request) -> dict:
@@ -17,4 +18,16 @@ def gateway_banner(request) -> dict:
         "gateway_host": settings.BYTESPIKE_BASE_URL,
         "gateway_alerts": alerts,
         "submissions_paused": any(a.kind == GatewayAlert.Kind.CREDENTIALS for a in alerts),
+    }
+
+
+def navigation(request) -> dict:
+    """The team switcher and the reviewer's badge, on every page."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    return {
+        "memberships": list(Membership.objects.filter(user=user).select_related("team")),
+        "active_team": access.active_team(user),
+        "to_review_count": access.to_review(user).count() if access.reviewer_team_ids(user) else 0,
     }

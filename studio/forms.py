@@ -50,6 +50,7 @@ class RenderForm(forms.Form):
         label="Init image", required=False, help_text="PNG, JPEG or WebP, up to 10 MB"
     )
     client_token = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    private = forms.BooleanField(required=False, label="Keep private (only you see it, even in your team)")
 
     # Which fields belong to which model; the page shows and enables only the chosen model's fields.
     MODEL_FIELDS = {

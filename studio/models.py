@@ -52,11 +52,33 @@ def render_upload_path(render: Render, filename: str) -> str:
     return f"renders/{render.pk}/{filename}"
 
 
+class ReviewState(models.TextChoices):
+    NEEDS_REVIEW = "needs_review", "Needs review"
+    APPROVED = "approved", "Approved"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
+    REJECTED = "rejected", "Rejected"
+
+
+class Role(models.TextChoices):
+    """What a team member may do; each role includes the ones before it."""
+
+    MEMBER = "member", "Member"  # renders, sees the team gallery, comments
+    REVIEWER = "reviewer", "Reviewer"  # also reviews
+    ADMIN = "admin", "Admin"  # also manages members (and budgets)
+
+
+ROLE_RANK = {Role.MEMBER: 1, Role.REVIEWER: 2, Role.ADMIN: 3}
+
+
 class RenderQuerySet(models.QuerySet):
     def for_user(self, user) -> RenderQuerySet:
-        """Renders this user may see."""
+        """Renders this user may see: their own, and their teams' renders that are not private."""
         if not user.is_authenticated:
             return self.none()
+        teams = Membership.objects.filter(user=user).values("team_id")
+        return self.filter(Q(user=user) | Q(team_id__in=teams, private=False))
+
+    def mine(self, user) -> RenderQuerySet:
         return self.filter(user=user)
 
     def in_flight(self) -> RenderQuerySet:
@@ -73,6 +95,19 @@ class Render(models.Model):
     params = models.JSONField(default=dict)  # the model's own parameters, as validated by the form
     init_image = models.FileField(upload_to=render_upload_path, blank=True, max_length=255)
     client_token = models.UUIDField(null=True, blank=True)  # one per form load: a double submit is one render
+    team = models.ForeignKey("Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="renders")
+    private = models.BooleanField(default=False, help_text="Only its author sees it, even inside the team.")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="promotions"
+    )  # the Sora 2 draft a Pro render was promoted from
+    seconds = models.PositiveSmallIntegerField(default=0, db_index=True)  # requested duration, for sorting
+    review_state = models.CharField(
+        max_length=20, choices=ReviewState.choices, default=ReviewState.NEEDS_REVIEW
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
 
     state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
     error_code = models.CharField(max_length=64, blank=True)
@@ -148,7 +183,21 @@ class Render(models.Model):
 
     @property
     def duration_seconds(self) -> int:
-        return int(self.params.get("duration_seconds") or self.spec.default_duration)
+        return self.seconds or int(self.params.get("duration_seconds") or self.spec.default_duration)
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.seconds:
+            self.seconds = int(self.params.get("duration_seconds") or self.spec.default_duration)
+        super().save(*args, **kwargs)
+
+    @property
+    def shown_cost(self) -> Decimal:
+        """What the render costs as far as we know: the bill once there is one, else the estimate."""
+        return self.billed_cost if self.billed_cost is not None else self.estimated_cost
+
+    @property
+    def is_draft(self) -> bool:
+        return self.spec.tier == "draft"
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -272,3 +321,116 @@ class Lease(models.Model):
     @classmethod
     def is_held(cls, name: str) -> bool:
         return cls.objects.filter(name=name, expires_at__gt=timezone.now()).exclude(holder="").exists()
+
+
+class Team(models.Model):
+    """A group that shares renders and reviews them."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=80)
+    slug = models.SlugField(max_length=80, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's place in a team. Deleting the row removes access at once, video files included."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="membership_once")]
+        ordering = ["team__name", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+    def allows(self, role: str) -> bool:
+        """Whether this membership's role includes `role`."""
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+class Profile(models.Model):
+    """Per-user studio preferences: the active team new renders go to."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="studio_profile"
+    )
+    active_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.active_team or 'no team'}"
+
+
+class Review(models.Model):
+    """One review decision; the render keeps the latest, this keeps the history."""
+
+    render = models.ForeignKey(Render, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=20, choices=ReviewState.choices)
+    note = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} marked {self.render_id} {self.state}"
+
+
+class Comment(models.Model):
+    """A comment on a clip, optionally pinned to a moment in it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    render = models.ForeignKey(Render, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    text = models.TextField(max_length=2000)
+    at_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(at_seconds__isnull=True) | Q(at_seconds__gte=0), name="comment_at_not_negative"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.author} on {self.render_id}"
+
+
+class Star(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    render = models.ForeignKey(Render, on_delete=models.CASCADE, related_name="stars")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "render"], name="star_once")]
+
+
+class Tag(models.Model):
+    """A free-form label on a render (e.g. a campaign name), shared with everyone who sees the render."""
+
+    render = models.ForeignKey(Render, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=40)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["render", "name"], name="tag_once")]
+        indexes = [models.Index(fields=["name"], name="tag_name")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -100,6 +100,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
                 "studio.context_processors.gateway_banner",
+                "studio.context_processors.navigation",
             ],
         },
     }
@@ -161,7 +162,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Security ---------------------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
-CSRF_FAILURE_VIEW = "studio.views.csrf_failure"
+CSRF_FAILURE_VIEW = "studio.views.studio.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_CSP = {

@@ -4,7 +4,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from studio import views
+from studio.views import gallery, lineage, review, teams
+from studio.views import studio as views
 
 urlpatterns = [
     path("", views.studio, name="studio"),
@@ -18,4 +19,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    *gallery.urlpatterns,
+    *review.urlpatterns,
+    *lineage.urlpatterns,
+    *teams.urlpatterns,
 ]

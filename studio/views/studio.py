@@ -47,7 +47,7 @@ def _form_context(form: RenderForm, **extra) -> dict:
 def _studio_context(request: HttpRequest, form: RenderForm | None = None) -> dict:
     form = form or RenderForm(initial={"client_token": uuid.uuid4(), "model": SORA2})
     since = _now()  # before the query: a card changed while the page renders is polled again, never lost
-    renders = list(Render.objects.for_user(request.user)[:PAGE_SIZE])
+    renders = list(Render.objects.mine(request.user)[:PAGE_SIZE])
     return _form_context(form, renders=renders, polling=any(not r.is_terminal for r in renders), since=since)
 
 
@@ -129,7 +129,7 @@ def poll(request: HttpRequest) -> HttpResponse:
     if since is None:
         return HttpResponseBadRequest("since must be an ISO-8601 timestamp with a time zone")
     now = _now()
-    mine = Render.objects.for_user(request.user)
+    mine = Render.objects.mine(request.user)
     changed = list(mine.filter(updated_at__gte=since)[:PAGE_SIZE])
     in_flight = mine.in_flight().exists()
     response = render_partials(
@@ -146,7 +146,7 @@ def poll(request: HttpRequest) -> HttpResponse:
 @require_POST
 def cancel(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
     """Cancel a render the user owns; the card says what it cost."""
-    outcome = actions.do_cancel_render(access.get_render_for_user(request.user, render_id))
+    outcome = actions.do_cancel_render(access.get_render_for_user(request.user, render_id, access.Need.OWN))
     messages.info(request, outcome.message)
     return render_partials(
         request,

@@ -1,0 +1,5 @@
+"""Views for the review pages (issue 4). Each view: decorators, access helper, one action, a page or partial."""
+
+from __future__ import annotations
+
+urlpatterns: list = []
