@@ -160,6 +160,11 @@ class Render(models.Model):
     def __str__(self) -> str:
         return f"{self.model} render {self.pk} ({self.state})"
 
+    def save(self, *args, **kwargs) -> None:
+        if not self.seconds:
+            self.seconds = int(self.params.get("duration_seconds") or self.spec.default_duration)
+        super().save(*args, **kwargs)
+
     @property
     def spec(self):
         return get_model(self.model)
@@ -184,11 +189,6 @@ class Render(models.Model):
     @property
     def duration_seconds(self) -> int:
         return self.seconds or int(self.params.get("duration_seconds") or self.spec.default_duration)
-
-    def save(self, *args, **kwargs) -> None:
-        if not self.seconds:
-            self.seconds = int(self.params.get("duration_seconds") or self.spec.default_duration)
-        super().save(*args, **kwargs)
 
     @property
     def shown_cost(self) -> Decimal:
@@ -415,6 +415,9 @@ class Star(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "render"], name="star_once")]
+
+    def __str__(self) -> str:
+        return f"{self.user} starred {self.render_id}"
 
 
 class Tag(models.Model):
