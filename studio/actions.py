@@ -8,16 +8,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from studio import access, pricing
+from studio import access, money, pricing
 from studio.forms import RenderForm
 from studio.models import AT_GATEWAY, Render, State, advance
 from studio.tasks import enqueue, ensure_poller
 
 
 def do_submit_render(user, form: RenderForm) -> Render:
-    """Record a validated render and queue its submission once the row is committed.
+    """Record a validated render, hold its estimate against the budgets, and queue its submission on commit.
 
-    A repeated `client_token` (a double-clicked submit) returns the render the first click made.
+    Raises money.BudgetExceeded when a budget cannot cover the estimate: nothing is recorded or sent. A repeated `client_token` (a double-clicked submit) returns the render the first click made.
     """
     data = form.cleaned_data
     token = data.get("client_token")
@@ -26,7 +26,7 @@ def do_submit_render(user, form: RenderForm) -> Render:
         if existing:
             return existing
     params = form.params
-    quote = pricing.estimate(data["model"], params)
+    quote = money.quote(data["model"], params)
     try:
         with transaction.atomic():
             render = Render.objects.create(
@@ -45,6 +45,7 @@ def do_submit_render(user, form: RenderForm) -> Render:
             if image:
                 extension = {"jpeg": "jpg"}.get(image.studio_format, image.studio_format)
                 render.init_image.save(f"init.{extension}", image, save=True)
+            money.hold(render)  # raises BudgetExceeded (rolling all of this back) before anything is sent
             enqueue("submit_render", render.pk)
     except IntegrityError:
         return Render.objects.get(user=user, client_token=token)
@@ -84,3 +85,174 @@ def do_cancel_render(render: Render) -> CancelOutcome:
         message = f"Too late to cancel: the render is {render.get_state_display().lower()}."
     render.refresh_from_db()
     return CancelOutcome(render, message)
+
+
+# --- review and comments (issue 4) -------------------------------------------------------------------------
+
+
+def do_review_render(render: Render, reviewer, state: str, note: str = ""):
+    """Record a review decision: a row in the history, and the render's latest state, who and when, at once.
+
+    The render keeps the newest decision even when two reviewers click at the same moment: an older decision
+    committed late is kept in the history but does not overwrite a newer one.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        review = render.reviews.create(reviewer=reviewer, state=state, note=note, created_at=now)
+        Render.objects.filter(Q(reviewed_at__isnull=True) | Q(reviewed_at__lte=now), pk=render.pk).update(
+            review_state=state, reviewed_by=reviewer, reviewed_at=now, updated_at=now
+        )
+    render.refresh_from_db(fields=["review_state", "reviewed_by", "reviewed_at", "updated_at"])
+    if render.reviewed_by_id == reviewer.pk:
+        render.reviewed_by = reviewer  # spare the page a query for who it was
+    return review
+
+
+def do_add_comment(render: Render, author, text: str, at_seconds: float | None = None):
+    """Add a comment to a clip, optionally pinned to a moment in it (validated by the caller's form)."""
+    return render.comments.create(author=author, text=text, at_seconds=at_seconds)
+
+
+def do_toggle_private(render: Render, private: bool) -> Render:
+    """Make a render private (only its author sees it) or shared with its team.
+
+    The form says which way, so a double click sets the same value twice instead of flipping it back.
+    """
+    now = timezone.now()
+    Render.objects.filter(pk=render.pk).update(private=private, updated_at=now)
+    render.private, render.updated_at = private, now
+    return render
+
+
+# --- Gallery: stars and tags (anyone who may view a render may star and tag it; the view checks that) --------
+
+
+def do_toggle_star(user, render: Render) -> bool:
+    """Star the render for this user, or unstar it if starred; returns whether it is starred now."""
+    from studio.models import Star
+
+    deleted, _ = Star.objects.filter(user=user, render=render).delete()
+    if deleted:
+        return False
+    Star.objects.get_or_create(user=user, render=render)  # a concurrent double click stars once
+    return True
+
+
+def do_add_tag(user, render: Render, name: str):
+    """Tag the render (a name it already has is kept once); raises gallery.BadValue for a bad name or too many."""
+    from studio.gallery import TAGS_PER_RENDER, BadValue, clean_tag_name
+    from studio.models import Tag
+
+    name = clean_tag_name(name)
+    existing = Tag.objects.filter(render=render, name=name).first()
+    if existing:
+        return existing
+    if Tag.objects.filter(render=render).count() >= TAGS_PER_RENDER:
+        raise BadValue(f"A clip has at most {TAGS_PER_RENDER} tags.")
+    tag, _ = Tag.objects.get_or_create(render=render, name=name, defaults={"created_by": user})
+    return tag
+
+
+def do_remove_tag(render: Render, name: str) -> None:
+    """Remove a tag from the render; removing one it does not have changes nothing."""
+    from studio.models import Tag
+
+    Tag.objects.filter(render=render, name=name).delete()
+
+
+# --- teams (issue 4) -------------------------------------------------------------------------------------------
+
+# Appended in one edit while others append too; the lead may fold these into the imports at the top.
+from django.utils.text import slugify  # noqa: E402
+
+from studio.models import Membership, Profile, Role, Team  # noqa: E402
+
+
+class TeamChangeRefused(Exception):
+    """A membership change that would break a team rule, e.g. leave the team without an admin."""
+
+
+def _locked_team(team_id):
+    """Lock the team's row: membership changes to one team happen one at a time, so two admins demoting each
+    other at the same moment cannot leave it without an admin (SQLite takes its write lock at BEGIN IMMEDIATE)."""
+    return Team.objects.select_for_update().get(pk=team_id)
+
+
+def _refuse_if_last_admin(membership) -> None:
+    if membership.role != Role.ADMIN:
+        return
+    others = Membership.objects.filter(team_id=membership.team_id, role=Role.ADMIN).exclude(pk=membership.pk)
+    if not others.exists():
+        raise TeamChangeRefused(
+            f"{membership.user.get_username()} is the team's only admin: make someone else an admin first."
+        )
+
+
+def do_create_team(user, name: str):
+    """Create a team with a unique slug made from its name; its creator becomes its admin."""
+    base = slugify(name)[:70].strip("-") or "team"
+    for number in range(1, 1000):
+        slug = base if number == 1 else f"{base}-{number}"
+        if Team.objects.filter(slug=slug).exists():
+            continue
+        try:
+            with transaction.atomic():
+                team = Team.objects.create(name=name, slug=slug)
+                Membership.objects.create(team=team, user=user, role=Role.ADMIN)
+                return team
+        except IntegrityError:  # someone took the slug in the meantime: try the next one
+            continue
+    raise TeamChangeRefused(f"Too many teams are called {name!r}: pick another name.")
+
+
+def do_add_member(team, user, role: str):
+    """Add a user to a team with a role; a user already in it is refused (change their role instead)."""
+    try:
+        with transaction.atomic():
+            return Membership.objects.create(team=team, user=user, role=role)
+    except IntegrityError:
+        raise TeamChangeRefused(f"{user.get_username()} is already in {team.name}.") from None
+
+
+def do_set_role(membership, role: str):
+    """Change a member's role; the team's last admin keeps theirs."""
+    with transaction.atomic():
+        _locked_team(membership.team_id)
+        current = Membership.objects.select_related("user").filter(pk=membership.pk).first()
+        if current is None:
+            raise TeamChangeRefused(f"{membership.user.get_username()} is no longer in the team.")
+        if role != Role.ADMIN:
+            _refuse_if_last_admin(current)
+        Membership.objects.filter(pk=current.pk).update(role=role)
+    current.role = role
+    return current
+
+
+def do_remove_member(membership) -> None:
+    """Remove a member: their access ends with this commit, video files included. The last admin stays."""
+    with transaction.atomic():
+        _locked_team(membership.team_id)
+        current = Membership.objects.select_related("user").filter(pk=membership.pk).first()
+        if current is None:
+            return  # already removed: removing twice is the same as once
+        _refuse_if_last_admin(current)
+        current.delete()
+
+
+def do_switch_team(user, team):
+    """Make `team` (one the caller checked the user belongs to), or None for personal, where new renders go."""
+    profile, _ = Profile.objects.update_or_create(user=user, defaults={"active_team": team})
+    return profile
+
+
+def do_submit_render_in_team(user, form: RenderForm, team) -> Render:
+    """`do_submit_render` into a given team (the CLI's `--team`) instead of the author's active team.
+
+    One transaction: the render is never committed, nor its submission queued, in the wrong team.
+    """
+    with transaction.atomic():
+        render = do_submit_render(user, form)
+        if render.team_id != team.pk:
+            Render.objects.filter(pk=render.pk).update(team=team)
+            render.team = team
+    return render

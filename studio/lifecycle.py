@@ -601,12 +601,20 @@ def sweep() -> dict:
         state=State.DOWNLOADING, next_attempt_at__isnull=True, updated_at__lt=now - timedelta(minutes=2)
     ).filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
     revived = stuck_downloads.update(next_attempt_at=now)
+    from studio import money
+
+    settled = money.settle_missing()
     in_flight = Render.objects.filter(state__in=IN_FLIGHT).exists()
     if in_flight:
         from studio.tasks import ensure_poller
 
         ensure_poller()
-    return {"submit_unknown": unknown, "downloads_revived": revived, "in_flight": in_flight}
+    return {
+        "submit_unknown": unknown,
+        "downloads_revived": revived,
+        "settled": settled,
+        "in_flight": in_flight,
+    }
 
 
 def run_poller(max_seconds: float | None = None, tick: float = 0.2, wait_for_lease: float = 0.0) -> dict:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -240,7 +240,13 @@ def advance(render_id, from_states, to_state: str | None = None, *, where: Q | N
     rows = Render.objects.filter(pk=render_id, state__in=list(from_states))
     if where is not None:
         rows = rows.filter(where)
-    return rows.update(**fields) == 1
+    moved = rows.update(**fields) == 1
+    if moved and to_state in TERMINAL:
+        from studio import money
+
+        # The hold ends the moment the render does; a crash in between is mended by the sweep.
+        transaction.on_commit(lambda: money.settle(render_id), robust=True)
+    return moved
 
 
 class GatewayAlert(models.Model):
@@ -437,3 +443,102 @@ class Tag(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# --- money (issue 5) -------------------------------------------------------------------------------------------
+
+
+class RateSource(models.TextChoices):
+    DEFAULT = "default", "Studio default"
+    GATEWAY = "gateway", "Learned from the gateway"
+    ADMIN = "admin", "Set by an admin"
+
+
+class Rate(models.Model):
+    """One line of the rate card: dollars per second of footage for a model at a resolution."""
+
+    model = models.CharField(max_length=32, choices=MODEL_CHOICES)
+    rate_key = models.CharField(max_length=16)  # "any" for sora2, the resolution for sora-2-pro
+    usd_per_second = models.DecimalField(max_digits=12, decimal_places=6)
+    source = models.CharField(max_length=16, choices=RateSource.choices, default=RateSource.DEFAULT)
+    last_seen_at = models.DateTimeField(null=True, blank=True)  # when the gateway last showed this rate
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["model", "rate_key"]
+        constraints = [models.UniqueConstraint(fields=["model", "rate_key"], name="rate_once")]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.rate_key}: ${self.usd_per_second}/s"
+
+
+class Budget(models.Model):
+    """A monthly spending limit in dollars: a team's (user empty) or one member's within a team."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="budgets")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
+    )
+    monthly_usd = models.DecimalField(max_digits=12, decimal_places=2)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "user"], name="budget_once_per_member"),
+            models.UniqueConstraint(
+                fields=["team"], condition=Q(user__isnull=True), name="budget_once_per_team"
+            ),
+            models.CheckConstraint(condition=Q(monthly_usd__gte=0), name="budget_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.user or "the team"
+        return f"{self.team}: {who} ${self.monthly_usd}/month"
+
+
+class LedgerKind(models.TextChoices):
+    HOLD = "hold", "Hold"  # the estimate, reserved at submit
+    SETTLE = "settle", "Settle"  # what the gateway billed; ends the hold
+    RELEASE = "release", "Release"  # nothing billed; ends the hold
+
+
+class LedgerEntry(models.Model):
+    """Append-only money journal: one entry per render and kind, never edited or deleted."""
+
+    render = models.ForeignKey(Render, on_delete=models.PROTECT, related_name="ledger")
+    kind = models.CharField(max_length=8, choices=LedgerKind.choices)
+    amount = models.DecimalField(max_digits=12, decimal_places=4)  # dollars
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=32)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["render", "kind"], name="ledger_once_per_render_and_kind"),
+            # A hold ends once: settled (billed) or released (nothing billed), never both.
+            models.UniqueConstraint(
+                fields=["render"], condition=Q(kind__in=["settle", "release"]), name="ledger_one_outcome"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="ledger_amount_not_negative"),
+        ]
+        indexes = [models.Index(fields=["team", "created_at"], name="ledger_team_time")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ${self.amount} for {self.render_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("Ledger entries are append-only: they are never edited.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Ledger entries are append-only: they are never deleted.")

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from studio.views import gallery, lineage, review, teams
+from studio.views import gallery, lineage, money, review, teams
 from studio.views import studio as views
 
 urlpatterns = [
@@ -23,4 +23,5 @@ urlpatterns = [
     *review.urlpatterns,
     *lineage.urlpatterns,
     *teams.urlpatterns,
+    *money.urlpatterns,
 ]

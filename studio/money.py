@@ -1,0 +1,233 @@
+"""Money: the live rate card, budgets with holds, and the append-only ledger reconciled with the bill.
+
+- The estimate is `pricing.estimate()` (pure) over the rate card read here from the database.
+- At submit, `hold()` reserves the estimate against the team's and the author's monthly budgets inside the
+  transaction that creates the render: the budget rows are locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite
+  takes its write lock at BEGIN IMMEDIATE), so two submits at once cannot together exceed a budget.
+- When a render ends, `settle()` writes exactly one outcome: `settle` with what the gateway billed, or `release`
+  when nothing was billed. Unique constraints make a second attempt a no-op; the sweep settles any render a crash
+  left ended but unsettled. `submit_unknown` and `stalled` renders keep holding: they may yet be billed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q, Sum
+from django.utils import timezone
+
+from studio import pricing
+from studio.models import (
+    Budget,
+    LedgerEntry,
+    LedgerKind,
+    Rate,
+    RateSource,
+    Render,
+    State,
+)
+
+log = logging.getLogger("studio.money")
+
+STILL_HOLDING = frozenset({State.SUBMIT_UNKNOWN, State.STALLED})  # ended for us, maybe billed at the gateway
+ZERO = Decimal("0")
+
+
+# --- the rate card --------------------------------------------------------------------------------------------
+
+
+def rate_card() -> dict[str, dict[str, Decimal]]:
+    """The rate card as `pricing.estimate` takes it: the database's lines over the built-in defaults."""
+    card = {model: dict(rates) for model, rates in pricing.RATE_CARD.items()}
+    for model, key, usd in Rate.objects.values_list("model", "rate_key", "usd_per_second"):
+        card.setdefault(model, {})[key] = usd
+    return card
+
+
+def quote(model: str, params: dict) -> pricing.Estimate:
+    """The estimate every part of the studio uses: the form, the CLI, promotion and the budget check."""
+    return pricing.estimate(model, params, rate_card())
+
+
+def learn_rate(render: Render, credits: Decimal | None, *, seen_at: datetime | None = None) -> Rate | None:
+    """Record the per-second rate the gateway just showed for a render (estimated or billed credits).
+
+    Only whole-render figures teach the card: a partial bill from a cancel says nothing about the rate.
+    """
+    if credits is None or credits <= 0 or not render.duration_seconds:
+        return None
+    spec = render.spec
+    usd = pricing.quantize(pricing.credits_to_usd(credits) / render.duration_seconds)
+    key = spec.rate_key(render.params)
+    rate, _ = Rate.objects.get_or_create(model=render.model, rate_key=key, defaults={"usd_per_second": usd})
+    if rate.source == RateSource.ADMIN:
+        # An admin's figure wins; still note when the gateway last confirmed a rate for this line.
+        Rate.objects.filter(pk=rate.pk).update(last_seen_at=seen_at or timezone.now())
+        return rate
+    Rate.objects.filter(pk=rate.pk).update(
+        usd_per_second=usd,
+        source=RateSource.GATEWAY,
+        last_seen_at=seen_at or timezone.now(),
+        updated_at=timezone.now(),
+    )
+    rate.refresh_from_db()
+    return rate
+
+
+# --- budgets --------------------------------------------------------------------------------------------------
+
+
+def month_start(now: datetime | None = None) -> datetime:
+    """The first instant of the current month (UTC): budgets are monthly."""
+    now = now or timezone.now()
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget: Budget
+    limit: Decimal
+    used: Decimal  # settled this month
+    held: Decimal  # reserved by renders that have not ended yet
+
+    @property
+    def left(self) -> Decimal:
+        return self.limit - self.used - self.held
+
+    @property
+    def scope(self) -> str:
+        return (
+            f"{self.budget.user.get_username()}'s"
+            if self.budget.user_id
+            else f"team {self.budget.team.name}'s"
+        )
+
+    def percent(self, amount: Decimal) -> float:
+        return float(min(Decimal(100), amount * 100 / self.limit)) if self.limit else 100.0
+
+
+def _entries_for(budget: Budget):
+    rows = LedgerEntry.objects.filter(team=budget.team_id)
+    return rows.filter(user=budget.user_id) if budget.user_id else rows
+
+
+def budget_status(budget: Budget, since: datetime | None = None) -> BudgetStatus:
+    """Used, held and left of a budget this month, from the ledger alone."""
+    since = since or month_start()
+    rows = _entries_for(budget).filter(created_at__gte=since)
+    used = rows.filter(kind=LedgerKind.SETTLE).aggregate(total=Sum("amount"))["total"] or ZERO
+    ended = LedgerEntry.objects.filter(
+        render=OuterRef("render"), kind__in=[LedgerKind.SETTLE, LedgerKind.RELEASE]
+    )
+    held = (
+        _entries_for(budget)
+        .filter(kind=LedgerKind.HOLD, created_at__gte=since)
+        .exclude(Exists(ended))
+        .aggregate(total=Sum("amount"))["total"]
+        or ZERO
+    )
+    return BudgetStatus(budget=budget, limit=budget.monthly_usd, used=used, held=held)
+
+
+def budgets_for(render: Render, *, lock: bool = False) -> list[Budget]:
+    """The budgets a render counts against: its team's, and its author's within that team."""
+    if render.team_id is None:
+        return []
+    rows = Budget.objects.filter(Q(user__isnull=True) | Q(user=render.user_id), team=render.team_id)
+    if lock:
+        rows = rows.select_for_update()
+    return list(rows.select_related("team", "user").order_by("pk"))
+
+
+class BudgetExceeded(Exception):
+    """A submit refused before anything was sent, saying how much is left."""
+
+    def __init__(self, status: BudgetStatus, amount: Decimal) -> None:
+        left = max(status.left, ZERO)
+        message = (
+            f"This render would cost {pricing.dollars(amount)}, but only {pricing.dollars(left)} is left of "
+            f"{status.scope} {pricing.dollars(status.limit)} monthly budget "
+            f"({pricing.dollars(status.used)} spent, {pricing.dollars(status.held)} held by renders in progress)."
+        )
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def hold(render: Render) -> LedgerEntry:
+    """Reserve the render's estimate against its budgets; call inside the transaction that created it."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("hold() must run inside the transaction that creates the render")
+    amount = render.estimated_cost
+    for budget in budgets_for(render, lock=True):
+        status = budget_status(budget)
+        if amount > status.left:
+            raise BudgetExceeded(status, amount)
+    return LedgerEntry.objects.create(
+        render=render,
+        kind=LedgerKind.HOLD,
+        amount=amount,
+        team=render.team,
+        user=render.user,
+        model=render.model,
+    )
+
+
+# --- settlement -----------------------------------------------------------------------------------------------
+
+
+def outcome(render: Render) -> tuple[str, Decimal] | None:
+    """How a render's hold ends: (settle, billed) or (release, 0); None while it may still be billed."""
+    if not render.is_terminal or render.state in STILL_HOLDING:
+        return None
+    billed = render.billed_cost or ZERO
+    if billed > 0:
+        return LedgerKind.SETTLE, billed
+    return LedgerKind.RELEASE, ZERO
+
+
+def settle(render_id) -> str:
+    """End a render's hold exactly once, from what the gateway billed. Safe to call any number of times."""
+    render = Render.objects.select_related("team", "user").filter(pk=render_id).first()
+    if render is None or not LedgerEntry.objects.filter(render=render, kind=LedgerKind.HOLD).exists():
+        return "no-hold"
+    result = outcome(render)
+    if result is None:
+        return "holding"
+    kind, amount = result
+    try:
+        with transaction.atomic():
+            LedgerEntry.objects.create(
+                render=render,
+                kind=kind,
+                amount=amount,
+                team=render.team,
+                user=render.user,
+                model=render.model,
+            )
+    except IntegrityError:
+        return "already"
+    if kind == LedgerKind.SETTLE and render.state == State.COMPLETED:
+        learn_rate(render, render.billed_credits)
+    log.info("Render %s %s: $%s", render.pk, kind, amount)
+    return str(kind)
+
+
+def settle_missing(limit: int = 500) -> int:
+    """Settle renders that ended without a settlement (a crash between the bill and the ledger)."""
+    ended = LedgerEntry.objects.filter(
+        render=OuterRef("pk"), kind__in=[LedgerKind.SETTLE, LedgerKind.RELEASE]
+    )
+    held = LedgerEntry.objects.filter(render=OuterRef("pk"), kind=LedgerKind.HOLD)
+    pending = (
+        Render.objects.filter(Exists(held))
+        .exclude(Exists(ended))
+        .exclude(state__in=[*STILL_HOLDING])
+        .filter(finished_at__isnull=False)
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(1 for rid in list(pending) if settle(rid) in (LedgerKind.SETTLE, LedgerKind.RELEASE))
