@@ -17,7 +17,8 @@ from studio.tasks import enqueue, ensure_poller
 def do_submit_render(user, form: RenderForm) -> Render:
     """Record a validated render, hold its estimate against the budgets, and queue its submission on commit.
 
-    Raises money.BudgetExceeded when a budget cannot cover the estimate: nothing is recorded or sent. A repeated `client_token` (a double-clicked submit) returns the render the first click made.
+    Raises money.BudgetExceeded when a budget cannot cover the estimate: nothing is recorded or sent.
+    A repeated `client_token` (a double-clicked submit) returns the render the first click made.
     """
     data = form.cleaned_data
     token = data.get("client_token")
