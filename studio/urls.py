@@ -6,6 +6,7 @@ from django.urls import path
 
 from studio.views import gallery, lineage, money, review, teams
 from studio.views import studio as views
+from studio.views.auth import LoginView
 
 urlpatterns = [
     path("", views.studio, name="studio"),
@@ -16,7 +17,7 @@ urlpatterns = [
     path("renders/<uuid:render_id>/cancel/", views.cancel, name="cancel"),
     path("renders/<uuid:render_id>/video.mp4", views.video, name="video"),
     path("renders/<uuid:render_id>/poster.jpg", views.poster, name="poster"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     *gallery.urlpatterns,
