@@ -135,6 +135,68 @@ def bench_pages(repeat: int = 20) -> dict:
     return timings
 
 
+def bench_gallery(total: int = 10_000, repeat: int = 10) -> dict:
+    """Median time of the team gallery over `total` finished renders: first page, tag + search, a deep page."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.utils import timezone
+
+    from studio.gallery import Cursor
+    from studio.models import Membership, Profile, Render, Role, Star, State, Tag, Team
+
+    team = Team.objects.create(name="Bench team", slug="bench-gallery")
+    people = [get_user_model().objects.create_user(f"gallery-{i}") for i in range(2)]
+    for person in people:
+        Membership.objects.create(team=team, user=person, role=Role.REVIEWER)
+        Profile.objects.create(user=person, active_team=team)
+    subjects = ["harbour at dawn", "neon city", "red apple", "drone over dunes", "paper boat", "fox in snow"]
+    now = timezone.now()
+    renders = [
+        Render(
+            user=people[i % 2],
+            team=team,
+            model="sora2",
+            prompt=f"Bench clip {i}: a {subjects[i % len(subjects)]}, slow dolly",
+            params={"duration_seconds": 5 * (i % 3 + 1), "size": "1280x720"},
+            seconds=5 * (i % 3 + 1),  # bulk_create skips save(), which fills it in
+            state=State.COMPLETED,
+            estimated_cost=Decimal("0.5") * (i % 3 + 1),
+            rate_per_second=Decimal("0.1"),
+            billed_cost=Decimal("0.5") * (i % 3 + 1) if i % 4 else None,
+            created_at=now - timedelta(seconds=i),
+            finished_at=now - timedelta(seconds=i),
+        )
+        for i in range(total)
+    ]
+    Render.objects.bulk_create(renders, batch_size=1000)
+    tags = [Tag(render=r, name=f"campaign-{i % 10}") for i, r in enumerate(renders) if i % 3 == 0]
+    Tag.objects.bulk_create(tags, batch_size=1000)
+    Star.objects.bulk_create([Star(user=people[0], render=r) for r in renders[::7]], batch_size=1000)
+    deep = Render.objects.filter(team=team).order_by("-created_at", "-id")[total - 100]  # 100 from the end
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(people[0])
+    fragment = {"HTTP_HX_REQUEST": "true"}
+    cases = (
+        ("gallery first page (24 of 10,000)", {}, {}),
+        ("gallery sorted by cost", {"sort": "cost"}, {}),
+        ("gallery tag + search", {"tag": "campaign-3", "q": "harbour"}, {}),
+        ("gallery deep cursor page (fragment)", {"cursor": Cursor.after(deep, "newest").sign()}, fragment),
+    )
+    timings = {}
+    for name, query, headers in cases:
+        runs = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            response = client.get("/gallery/?" + urlencode(query), **headers)
+            runs.append(time.perf_counter() - t0)
+            assert response.status_code == 200, response.status_code
+        timings[name] = statistics.median(runs) * 1000
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--renders", type=int, default=300)
@@ -157,6 +219,8 @@ def main() -> None:
     )
     print(f"  finished at the gateway: {poller['finished_at_gateway']}/{poller['renders']}")
     for name, ms in bench_pages().items():
+        print(f"Page: {name}: median {ms:.1f} ms")
+    for name, ms in bench_gallery().items():
         print(f"Page: {name}: median {ms:.1f} ms")
 
 

@@ -1,5 +1,114 @@
-"""Views for the gallery pages (issue 4). Each view: decorators, access helper, one action, a page or partial."""
+"""Views for the gallery: "My renders" and the team gallery with filters and infinite scroll; stars and tags."""
 
 from __future__ import annotations
 
-urlpatterns: list = []
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
+from django.urls import path
+from django.views.decorators.http import require_POST, require_safe
+
+from studio import access, actions
+from studio.gallery import (
+    ANY_STATE,
+    MINE,
+    MODELS,
+    SCOPES,
+    SORT_LABELS,
+    TEAM,
+    BadValue,
+    gallery_page,
+    gallery_renders,
+    mark_reviewable,
+    next_page_query,
+    parse_filters,
+)
+from studio.models import ReviewState, State
+
+
+@login_required
+@require_safe
+def gallery(request: HttpRequest) -> HttpResponse:
+    """A grid of clips, filtered and sorted; an HTMX request (filter change or scroll) gets just the page."""
+    team = access.active_team(request.user)
+    try:
+        filters = parse_filters(request.GET, default_scope=TEAM if team else MINE)
+    except BadValue as error:
+        return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
+    page = gallery_page(gallery_renders(request.user, filters, team), filters)
+    mark_reviewable(page.renders, access.reviewer_team_ids(request.user))
+    context = {
+        "page": page,
+        "filters": filters,
+        "scope": filters.scope,
+        "first_page": filters.cursor is None,
+        "next_query": next_page_query(request.GET, filters, page.next_cursor) if page.next_cursor else "",
+    }
+    if request.htmx and not request.htmx.history_restore_request:
+        return render(request, "gallery.html#gallery-page", context)
+    return render(request, "gallery.html", {**context, **_filter_bar(team, filters)})
+
+
+def _filter_bar(team, filters) -> dict:
+    """The choices the filter bar offers; the team's members are the authors to pick from."""
+    authors = []
+    if filters.scope == TEAM and team is not None:
+        authors = list(
+            get_user_model()
+            .objects.filter(memberships__team=team)
+            .order_by("username")
+            .values_list("username", flat=True)
+        )
+    return {
+        "team": team,
+        "scopes": SCOPES,
+        "authors": authors,
+        "models": MODELS,
+        "states": [(ANY_STATE, "Any state"), *State.choices],
+        "reviews": ReviewState.choices,
+        "sorts": SORT_LABELS,
+    }
+
+
+@login_required
+@require_POST
+def star(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+    """Star or unstar a clip for the current user; answers with the star button."""
+    item = access.get_render_for_user(request.user, render_id)
+    item.is_starred = actions.do_toggle_star(request.user, item)
+    return render(request, "gallery.html#star", {"render": item})
+
+
+@login_required
+@require_POST
+def tag_add(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+    """Tag a clip; a bad name leaves the tags as they were and says why in a toast."""
+    item = access.get_render_for_user(request.user, render_id)
+    try:
+        actions.do_add_tag(request.user, item, request.POST.get("name", ""))
+    except BadValue as error:
+        messages.error(request, str(error))
+    return render(request, "gallery.html#tags", {"render": item})
+
+
+@login_required
+@require_POST
+def tag_remove(request: HttpRequest, render_id: uuid.UUID, name: str) -> HttpResponse:
+    """Remove a tag from a clip (already gone is fine); answers with the tags."""
+    item = access.get_render_for_user(request.user, render_id)
+    actions.do_remove_tag(item, name)
+    return render(request, "gallery.html#tags", {"render": item})
+
+
+urlpatterns = [
+    path("gallery/", gallery, name="gallery"),
+    path("renders/<uuid:render_id>/star/", star, name="star"),
+    path("renders/<uuid:render_id>/tags/", tag_add, name="tag_add"),
+    # <path:>, not <str:>: a tag may contain "/" ("Q3/2025", "<b>x</b>"); gallery.clean_tag_name keeps out the
+    # names a browser or proxy would rewrite in a URL ("..", "a//b").
+    path("renders/<uuid:render_id>/tags/<path:name>/delete/", tag_remove, name="tag_remove"),
+]
