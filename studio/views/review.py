@@ -1,5 +1,212 @@
-"""Views for the review pages (issue 4). Each view: decorators, access helper, one action, a page or partial."""
+"""Views for a clip's detail page, its review and comments, and the "to review" queue.
+
+Each view: decorators, access helper, one action, a page or partial. Who may review: a reviewer or admin of the
+render's team, including on their own renders (the queue leaves those out, as it lists others' work); private
+renders are never reviewed, and only finished clips are.
+"""
 
 from __future__ import annotations
 
-urlpatterns: list = []
+import unicodedata
+import uuid
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import F
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST, require_safe
+
+from studio import access, actions, money
+from studio.htmx import render_partials
+from studio.models import Render, ReviewState, State
+
+MAX_TEXT = 2000
+QUEUE_SIZE = 100
+
+
+def _clean_text(value: str, label: str) -> str:
+    """Text as stored: newlines normalised to \\n, no other control characters, at most MAX_TEXT characters."""
+    value = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if any(unicodedata.category(c) == "Cc" and c != "\n" for c in value):
+        raise forms.ValidationError(f"{label} may not contain control characters.")
+    if len(value) > MAX_TEXT:
+        raise forms.ValidationError(f"{label} is {len(value)} characters long; the most is {MAX_TEXT}.")
+    return value
+
+
+class ReviewForm(forms.Form):
+    state = forms.ChoiceField(
+        choices=ReviewState.choices,
+        error_messages={
+            "required": "Choose a review state.",
+            "invalid_choice": "“%(value)s” is not a review state.",
+        },
+    )
+    note = forms.CharField(required=False, strip=False)
+
+    def clean_note(self) -> str:
+        return _clean_text(self.cleaned_data["note"], "The note")
+
+
+class CommentForm(forms.Form):
+    text = forms.CharField(strip=False, error_messages={"required": "Write a comment first."})
+    at = forms.FloatField(
+        required=False,
+        min_value=0,
+        error_messages={
+            "invalid": "The time must be a number.",
+            "min_value": "The time cannot be before the start.",
+        },
+    )
+
+    def __init__(self, *args, clip_seconds: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.clip_seconds = clip_seconds
+
+    def clean_text(self) -> str:
+        text = _clean_text(self.cleaned_data["text"], "A comment")
+        if not text:
+            raise forms.ValidationError("Write a comment first.")
+        return text
+
+    def clean_at(self) -> float | None:
+        at = self.cleaned_data["at"]
+        if at is not None and at > self.clip_seconds:
+            raise forms.ValidationError(f"The time is past the end of the clip ({self.clip_seconds:g} s).")
+        return at
+
+
+def _rejected(form: forms.Form) -> HttpResponse:
+    """A 400 whose plain text the page shows as a toast."""
+    text = " ".join(str(error) for errors in form.errors.values() for error in errors)
+    return _bad_request(text)
+
+
+def _bad_request(text: str) -> HttpResponse:
+    return HttpResponse(text, status=400, content_type="text/plain; charset=utf-8")
+
+
+def _reviews(item: Render) -> list:
+    return list(item.reviews.select_related("reviewer").order_by("-created_at", "-pk"))
+
+
+def _comments(item: Render) -> list:
+    """Pinned comments in the order of the clip, then the ones about the whole clip, each group oldest first."""
+    order = (F("at_seconds").asc(nulls_last=True), "created_at", "pk")
+    return list(item.comments.select_related("author").order_by(*order))
+
+
+def _clip_seconds(item: Render) -> float:
+    return item.video_duration or float(item.duration_seconds)
+
+
+def _detail_context(request: HttpRequest, item: Render) -> dict:
+    visible = Render.objects.for_user(request.user)
+    billed = item.billed_cost
+    return {
+        "render": item,
+        "can_review": access.can_review(request.user, item),
+        "is_author": item.user_id == request.user.pk,
+        "reviews": _reviews(item),
+        "comments": _comments(item),
+        "parent": visible.filter(pk=item.parent_id).first() if item.parent_id else None,
+        "promotions": list(visible.filter(parent=item).order_by("created_at")),
+        "cost_difference": billed - item.estimated_cost if billed is not None else None,
+        "rerun_cost": money.quote(item.model, item.params).total,  # at today's rates, as the re-run is billed
+        "rerun_token": uuid.uuid4(),  # a double-clicked re-run is one render, as in the studio form
+        "clip_seconds": _clip_seconds(item),
+    }
+
+
+@login_required
+@require_safe
+def detail(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+    """One clip: player, prompt, parameters, cost, timings, review, comments, lineage and actions."""
+    item = access.get_render_for_user(request.user, render_id)
+    return render(request, "detail.html", _detail_context(request, item))
+
+
+@login_required
+@require_POST
+def review(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+    """Record a review decision; answers with the review actions, and from the detail page its history too."""
+    item = access.get_render_for_user(request.user, render_id, access.Need.REVIEW)
+    form = ReviewForm(request.POST)
+    if not form.is_valid():
+        return _rejected(form)
+    if item.state != State.COMPLETED:
+        return _bad_request("Only finished clips can be reviewed.")
+    actions.do_review_render(item, request.user, form.cleaned_data["state"], form.cleaned_data["note"])
+    messages.success(request, f"Marked “{item.get_review_state_display()}”.")
+    if not request.htmx:
+        return redirect("detail", render_id=item.pk)
+    on_detail = request.POST.get("from") == "detail"
+    history = [("detail.html#review-history", {"reviews": _reviews(item), "oob_history": True})]
+    return render_partials(
+        request,
+        ("partials/review_actions.html", {"render": item, "can_review": True, "on_detail": on_detail}),
+        *(history if on_detail else []),
+    )
+
+
+@login_required
+@require_POST
+def comment_add(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+    """Add a comment, optionally pinned to a moment of the clip; answers with the comments list."""
+    item = access.get_render_for_user(request.user, render_id)
+    form = CommentForm(request.POST, clip_seconds=_clip_seconds(item))
+    if not form.is_valid():
+        return _rejected(form)
+    actions.do_add_comment(item, request.user, form.cleaned_data["text"], form.cleaned_data["at"])
+    if not request.htmx:
+        return redirect(reverse("detail", args=[item.pk]) + "#comments")
+    return render(request, "detail.html#comments", {"render": item, "comments": _comments(item)})
+
+
+@login_required
+@require_POST
+def private(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+    """Make a render private or shared with its team (its author only); the review actions follow."""
+    item = access.get_render_for_user(request.user, render_id, access.Need.OWN)
+    value = request.POST.get("private")
+    if value not in ("0", "1"):
+        return _bad_request("Say whether the render should be private (1) or shared (0).")
+    item = actions.do_toggle_private(item, value == "1")
+    if not request.htmx:
+        return redirect("detail", render_id=item.pk)
+    review_actions = {"render": item, "on_detail": True, "oob_review": True}
+    return render_partials(
+        request,
+        ("detail.html#privacy", {"render": item, "is_author": True}),
+        ("partials/review_actions.html", review_actions),
+    )
+
+
+@login_required
+@require_safe
+def review_queue(request: HttpRequest) -> HttpResponse:
+    """Finished clips waiting for this user's review, oldest first, each with its review actions."""
+    team_ids = access.reviewer_team_ids(request.user)
+    renders = []
+    if team_ids:
+        waiting = access.to_review(request.user).select_related("reviewed_by").order_by("created_at", "pk")
+        renders = list(waiting[:QUEUE_SIZE])
+    context = {
+        "renders": renders,
+        "reviews_somewhere": bool(team_ids),
+        "can_review": True,
+        "limit": QUEUE_SIZE,
+    }
+    return render(request, "review_queue.html", context)
+
+
+urlpatterns: list = [
+    path("renders/<uuid:render_id>/detail/", detail, name="detail"),
+    path("renders/<uuid:render_id>/review/", review, name="review"),
+    path("renders/<uuid:render_id>/comments/", comment_add, name="comment_add"),
+    path("renders/<uuid:render_id>/private/", private, name="private"),
+    path("review/", review_queue, name="review_queue"),
+]
