@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import unicodedata
+import uuid
 
 from django import forms
 from django.conf import settings
 
 from studio import pricing
-from studio.catalog import MAX_PROMPT_CHARS, MODEL_CHOICES, MODELS, SORA2, get_model
+from studio.catalog import MAX_PROMPT_CHARS, MODEL_CHOICES, MODELS, SORA2, SORA2_PRO, ModelSpec, get_model
 from studio.media import MediaError, sniff_image
+from studio.models import Render, State
 
 SEED_MAX = 2**32 - 1
 ALL_SIZES = sorted({s for spec in MODELS.values() for s in spec.sizes})
@@ -51,6 +54,8 @@ class RenderForm(forms.Form):
     )
     client_token = forms.UUIDField(required=False, widget=forms.HiddenInput)
     private = forms.BooleanField(required=False, label="Keep private (only you see it, even in your team)")
+    # The Sora 2 draft this render promotes; checked against what the user may see (clean_parent).
+    parent = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
     # Which fields belong to which model; the page shows and enables only the chosen model's fields.
     MODEL_FIELDS = {
@@ -66,9 +71,29 @@ class RenderForm(forms.Form):
         for key, spec in MODELS.items()
     }
 
-    def __init__(self, *args, check_image: bool = True, **kwargs) -> None:
+    def __init__(
+        self, *args, check_image: bool = True, user=None, draft: Render | None = None, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.check_image = check_image
+        self.user = user  # who submits: a `parent` is checked against what they may see
+        self._draft = draft  # the draft this form promotes: pre-filled, or set by clean_parent
+
+    @classmethod
+    def promoting(cls, draft: Render) -> RenderForm:
+        """The form pre-filled to re-render a finished Sora 2 draft on Sora 2 Pro (see `promotion_initial`)."""
+        return cls(initial=promotion_initial(draft), draft=draft)
+
+    @classmethod
+    def remixing(cls, source: Render) -> RenderForm:
+        """The form pre-filled with a render's model, parameters and prompt, to change and render anew."""
+        initial = {**source.params, "model": source.model, "prompt": source.prompt, "private": source.private}
+        return cls(initial={**initial, "client_token": uuid.uuid4()})
+
+    @property
+    def draft(self) -> Render | None:
+        """The draft this form promotes: as pre-filled, or once bound, as validated (even if other fields fail)."""
+        return self._draft
 
     @property
     def spec(self):
@@ -99,8 +124,32 @@ class RenderForm(forms.Form):
         upload.studio_format = info.format.lower()
         return upload
 
+    def clean_parent(self) -> Render | None:
+        parent_id = self.cleaned_data.get("parent")
+        if parent_id is None:
+            return None
+        draft = None
+        if self.user is not None:
+            draft = Render.objects.for_user(self.user).filter(pk=parent_id).first()
+        if draft is None:
+            raise forms.ValidationError("The draft to promote does not exist or is not shared with you.")
+        refusal = promotion_refusal(draft)
+        if refusal:
+            raise forms.ValidationError(refusal)
+        self._draft = draft
+        return draft
+
     def clean(self):
         data = super().clean()
+        draft = data.get("parent")
+        if draft is not None and data.get("model") != PROMOTE_TO:
+            self.add_error(
+                "parent",
+                "A promotion renders on Sora 2 Pro: choose it again, or start over without promoting.",
+            )
+        elif draft is not None and draft.init_image and not data.get("init_image"):
+            if not draft.init_image.storage.exists(draft.init_image.name):
+                self.add_error("init_image", "The draft's init image is no longer stored: upload it again.")
         spec = get_model(data.get("model") or SORA2) if data.get("model") in MODELS else None
         if spec is None:
             return data
@@ -149,4 +198,58 @@ class RenderForm(forms.Form):
             return None
         if "model" not in self.cleaned_data or self.cleaned_data.get("duration_seconds") is None:
             return None
-        return pricing.estimate(self.cleaned_data["model"], self.params)
+        from studio import money  # the live rate card lives in the database
+
+        return money.quote(self.cleaned_data["model"], self.params)
+
+
+# --- promotion: a finished Sora 2 draft re-rendered on Sora 2 Pro ------------------------------------------------
+
+PROMOTE_TO = SORA2_PRO
+PROMOTE_RESOLUTION = "1080p"
+
+
+def promotion_refusal(render: Render) -> str | None:
+    """Why this render cannot be promoted to Pro, or None when it can."""
+    if not render.is_draft:
+        return "Only Sora 2 drafts are promoted: this is already a Sora 2 Pro render. Remix it to render it again."
+    if render.state != State.COMPLETED:
+        return (
+            f"This draft is {render.get_state_display().lower()}: "
+            "promote a draft once it has finished and you have seen it."
+        )
+    return None
+
+
+def nearest_aspect_ratio(width: int, height: int, choices) -> str:
+    """The aspect ratio among `choices` ("16:9", ...) closest to width:height (compared as log ratios)."""
+
+    def distance(choice: str) -> float:
+        w, h = (int(part) for part in choice.split(":"))
+        return abs(math.log(width / height) - math.log(w / h))
+
+    return min(choices, key=distance)
+
+
+def nearest_duration(seconds: int, spec: ModelSpec) -> int:
+    """The allowed duration of `spec` closest to `seconds` (the longer one on a tie)."""
+    return min(spec.durations, key=lambda allowed: (abs(allowed - seconds), -allowed))
+
+
+def promotion_initial(draft: Render) -> dict:
+    """What the Pro form starts from: the draft's prompt, seed (if any), shape, duration and privacy, at 1080p."""
+    pro = get_model(PROMOTE_TO)
+    width, height = draft.frame_size
+    initial = {
+        "model": PROMOTE_TO,
+        "prompt": draft.prompt,
+        "duration_seconds": nearest_duration(draft.duration_seconds, pro),
+        "resolution": PROMOTE_RESOLUTION if PROMOTE_RESOLUTION in pro.resolutions else pro.default_resolution,
+        "aspect_ratio": nearest_aspect_ratio(width, height, pro.aspect_ratios),
+        "private": draft.private,
+        "parent": draft.pk,
+        "client_token": uuid.uuid4(),
+    }
+    if pro.supports_seed and draft.params.get("seed") is not None:
+        initial["seed"] = draft.params["seed"]
+    return initial

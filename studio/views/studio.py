@@ -8,15 +8,15 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseStopPolling
 
-from studio import access, actions
+from studio import access, actions, money
 from studio.catalog import MODELS, SORA2, SORA2_PRO
-from studio.forms import RenderForm
+from studio.forms import RenderForm, promotion_refusal
 from studio.htmx import render_partials
 from studio.models import Render
 from studio.ranged import ranged_file_response
@@ -32,13 +32,14 @@ ERROR_FIELDS = [
     "aspect_ratio",
     "seed",
     "style_preset",
+    "parent",
 ]
 
 
 def _form_context(form: RenderForm, **extra) -> dict:
     return {
         "form": form,
-        "estimate": form.estimate() if form.is_bound else _default_estimate(),
+        "estimate": form.estimate() if form.is_bound else _initial_estimate(form),
         "specs": SPECS,
         **extra,
     }
@@ -51,6 +52,16 @@ def _studio_context(request: HttpRequest, form: RenderForm | None = None) -> dic
     return _form_context(form, renders=renders, polling=any(not r.is_terminal for r in renders), since=since)
 
 
+def _initial_estimate(form: RenderForm):
+    """The cost of what an unbound form starts with (pre-filled by promote or remix), else of the defaults."""
+    if form.initial.get("duration_seconds") is None:
+        return _default_estimate()
+    data = {k: v for k, v in form.initial.items() if k not in ("parent", "client_token", "private")}
+    priced = RenderForm(data, check_image=False)  # priced the way the live estimate prices it
+    priced.is_valid()
+    return priced.estimate()
+
+
 def _default_estimate():
     form = RenderForm({"model": "sora2", "prompt": "x", "duration_seconds": 5}, check_image=False)
     form.is_valid()
@@ -60,15 +71,35 @@ def _default_estimate():
 @login_required
 @require_safe
 def studio(request: HttpRequest) -> HttpResponse:
-    """The prompt studio: the form, the live estimate and "My renders"."""
-    return render(request, "studio.html", _studio_context(request))
+    """The prompt studio: the form (pre-filled by ?promote=<id> or ?remix=<id>), the estimate and "My renders"."""
+    form, notice = _prefilled(request)
+    context = _studio_context(request, form)
+    return render(request, "studio.html", {**context, **notice})
+
+
+def _prefilled(request: HttpRequest) -> tuple[RenderForm | None, dict]:
+    """The form pre-filled from a render the user may see (404 otherwise), and what the page says about it."""
+    key = "promote" if "promote" in request.GET else "remix" if "remix" in request.GET else None
+    if key is None:
+        return None, {}
+    try:
+        source_id = uuid.UUID(request.GET[key])
+    except ValueError:
+        raise Http404("No such render.") from None
+    source = access.get_render_for_user(request.user, source_id)
+    if key == "remix":
+        return RenderForm.remixing(source), {"remix_of": source}
+    refusal = promotion_refusal(source)
+    if refusal:
+        return None, {"prefill_message": refusal}
+    return RenderForm.promoting(source), {}
 
 
 @login_required
 @require_POST
 def estimate(request: HttpRequest) -> HttpResponse:
     """The live estimate of what the form holds, with each field's error swapped next to its field."""
-    form = RenderForm(request.POST, check_image=False)
+    form = RenderForm(request.POST, check_image=False, user=request.user)
     form.is_valid()
     context = _form_context(form, oob_errors=True, error_fields=ERROR_FIELDS)
     return render(request, "studio.html#estimate", context)
@@ -78,27 +109,39 @@ def estimate(request: HttpRequest) -> HttpResponse:
 @require_POST
 def submit(request: HttpRequest) -> HttpResponse:
     """Validate and queue a render; the new card goes to the top of "My renders"."""
-    form = RenderForm(request.POST, request.FILES)
+    form = RenderForm(request.POST, request.FILES, user=request.user)
     if not form.is_valid():
-        if not request.htmx:
-            return render(request, "studio.html", _studio_context(request, form), status=400)
-        response = render(request, "studio.html#studio-form", _form_context(form))
-        response["HX-Retarget"] = "#studio-form"
-        response["HX-Reswap"] = "outerHTML"
-        return response
+        return _form_with_errors(request, form)
     token = form.cleaned_data.get("client_token")
     repeated = bool(token) and Render.objects.filter(user=request.user, client_token=token).exists()
-    new = actions.do_submit_render(request.user, form)
+    try:
+        new = actions.do_submit_render(request.user, form)
+    except money.BudgetExceeded as refused:
+        form.add_error(None, refused.message)  # refused before anything was recorded or sent
+        return _form_with_errors(request, form)
     if not request.htmx:
         return redirect("studio")
-    fresh = RenderForm(initial={**form.cleaned_data, "client_token": uuid.uuid4(), "init_image": None})
+    # A promotion is done once submitted: the fresh form keeps the settings but promotes nothing.
+    fresh = RenderForm(
+        initial={**form.cleaned_data, "client_token": uuid.uuid4(), "init_image": None, "parent": None}
+    )
     return render_partials(
         request,
         # A repeated submit (same client_token) updates its card in place instead of adding a second one.
         ("studio.html#render-card", {"render": new, "oob_card": repeated}),
         ("studio.html#studio-form", _form_context(fresh, estimate=form.estimate(), oob_form=True)),
-        ("studio.html#poller", {"polling": True, "since": _poller_since(request), "oob_poller": True}),
+        ("studio.html#poller", {"polling": True, "since": poller_since(request), "oob_poller": True}),
     )
+
+
+def _form_with_errors(request: HttpRequest, form: RenderForm) -> HttpResponse:
+    """The form again with its errors: in place for htmx, as the whole page (400) otherwise."""
+    if not request.htmx:
+        return render(request, "studio.html", _studio_context(request, form), status=400)
+    response = render(request, "studio.html#studio-form", _form_context(form))
+    response["HX-Retarget"] = "#studio-form"
+    response["HX-Reswap"] = "outerHTML"
+    return response
 
 
 def _now() -> str:
@@ -114,7 +157,7 @@ def _parse_since(value: str) -> datetime | None:
         return None
 
 
-def _poller_since(request: HttpRequest) -> str:
+def poller_since(request: HttpRequest) -> str:
     """Where a restarted poller resumes: the page's poller's own `since` (sent along), so no change is skipped."""
     since = _parse_since(request.POST.get("since", ""))
     now = timezone.now()
@@ -151,7 +194,7 @@ def cancel(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
     return render_partials(
         request,
         ("studio.html#render-card", {"render": outcome.render}),
-        ("studio.html#poller", {"polling": True, "since": _poller_since(request), "oob_poller": True}),
+        ("studio.html#poller", {"polling": True, "since": poller_since(request), "oob_poller": True}),
     )
 
 
