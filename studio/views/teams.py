@@ -1,5 +1,235 @@
-"""Views for the teams pages (issue 4). Each view: decorators, access helper, one action, a page or partial."""
+"""Views for teams: the user's teams, a team's members and roles, and the active-team switcher.
+
+Every view goes through `access.get_team_for_user`: an outsider gets 404, a member without the role 403.
+Membership changes are `do_*` actions; the last admin of a team is protected there, not here.
+"""
 
 from __future__ import annotations
 
-urlpatterns: list = []
+import unicodedata
+import uuid
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from studio import access, actions
+from studio.htmx import render_partials
+from studio.models import ROLE_RANK, Membership, Role, Team
+
+# --- forms ----------------------------------------------------------------------------------------------------
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(max_length=80, strip=True)
+
+    def clean_name(self) -> str:
+        name = " ".join(self.cleaned_data["name"].split())
+        if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+            raise forms.ValidationError("Use letters, digits, spaces and punctuation only.")
+        return name
+
+
+class MemberForm(forms.Form):
+    """Who to add (a username, as people know each other) and with which role."""
+
+    username = forms.CharField(max_length=150, strip=True)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+    def __init__(self, *args, team: Team, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.team = team
+
+    def clean_username(self):
+        name = self.cleaned_data["username"]
+        users = get_user_model().objects.filter(is_active=True)
+        user = users.filter(username=name).first()
+        if user is None:  # "Bob" finds bob, unless bob and Bob both exist
+            alike = list(users.filter(username__iexact=name)[:2])
+            user = alike[0] if len(alike) == 1 else None
+        if user is None:
+            raise forms.ValidationError(f"There is no user called “{name}”.")
+        if Membership.objects.filter(team=self.team, user=user).exists():
+            raise forms.ValidationError(f"{user.get_username()} is already in this team.")
+        return user
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+# --- context --------------------------------------------------------------------------------------------------
+
+
+def _teams_context(request: HttpRequest, form: TeamForm) -> dict:
+    mine = Membership.objects.filter(user=request.user).select_related("team").order_by("team__name")
+    return {"form": form, "my_memberships": list(mine)}
+
+
+def _team_context(team: Team, me: Membership, form: MemberForm | None = None, **extra) -> dict:
+    """The team page's members, sorted by role then name; each row knows whether it can lose its role."""
+    members = sorted(
+        team.memberships.select_related("user"),
+        key=lambda m: (-ROLE_RANK[m.role], m.user.get_username().lower()),
+    )
+    admins = sum(1 for m in members if m.role == Role.ADMIN)
+    for member in members:
+        member.last_admin = member.role == Role.ADMIN and admins == 1
+    return {
+        "team": team,
+        "me": me,
+        "is_admin": me.allows(Role.ADMIN),
+        "members": members,
+        "roles": Role.choices,
+        "member_form": form or MemberForm(team=team, initial={"role": Role.MEMBER}),
+        **extra,
+    }
+
+
+def _members_response(request: HttpRequest, team: Team) -> HttpResponse:
+    """After a change: the fresh member list (htmx), or the team page (a plain form post), or the teams page
+    when the admin just removed themselves."""
+    me = access.membership(request.user, team.pk)
+    if me is None:
+        if request.htmx:
+            return HttpResponseClientRedirect(reverse("teams"))
+        return redirect("teams")
+    if not request.htmx:
+        return redirect("team", team_id=team.pk)
+    return render(request, "team.html#team-members", _team_context(team, me))
+
+
+# --- views ----------------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def team_list(request: HttpRequest) -> HttpResponse:
+    """The user's teams and their role in each (GET); create a team, its creator its admin (POST)."""
+    if request.method != "POST":
+        return render(request, "teams.html", _teams_context(request, TeamForm()))
+    form = TeamForm(request.POST)
+    if not form.is_valid():
+        return render(request, "teams.html", _teams_context(request, form), status=400)
+    try:
+        team = actions.do_create_team(request.user, form.cleaned_data["name"])
+    except actions.TeamChangeRefused as refused:
+        form.add_error("name", str(refused))
+        return render(request, "teams.html", _teams_context(request, form), status=400)
+    messages.success(request, f"Team {team.name} created: add its members below.")
+    return redirect("team", team_id=team.pk)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD"])
+def team_detail(request: HttpRequest, team_id: uuid.UUID) -> HttpResponse:
+    """A team's members and roles; its admins also manage them here."""
+    team, me = access.get_team_for_user(request.user, team_id)
+    return render(request, "team.html", _team_context(team, me))
+
+
+@login_required
+@require_POST
+def member_add(request: HttpRequest, team_id: uuid.UUID) -> HttpResponse:
+    """Add a user to the team by username, with a role (admins only)."""
+    team, me = access.get_team_for_user(request.user, team_id, Role.ADMIN)
+    form = MemberForm(request.POST, team=team)
+    added = None
+    if form.is_valid():
+        try:
+            added = actions.do_add_member(team, form.cleaned_data["username"], form.cleaned_data["role"])
+        except actions.TeamChangeRefused as refused:  # added by another admin since the form was checked
+            form.add_error("username", str(refused))
+    if added is None:
+        if not request.htmx:
+            return render(request, "team.html", _team_context(team, me, form), status=400)
+        response = render(request, "team.html#member-form", _team_context(team, me, form))
+        response["HX-Retarget"] = "#member-form"
+        response["HX-Reswap"] = "outerHTML"
+        return response
+    messages.success(
+        request, f"{added.user.get_username()} joined {team.name} as {added.get_role_display()}."
+    )
+    if not request.htmx:
+        return redirect("team", team_id=team.pk)
+    return render_partials(
+        request,
+        ("team.html#team-members", _team_context(team, me)),
+        ("team.html#member-form", _team_context(team, me, oob_form=True)),
+    )
+
+
+@login_required
+@require_POST
+def member_role(request: HttpRequest, team_id: uuid.UUID, membership_id: int) -> HttpResponse:
+    """Change a member's role (admins only); the last admin keeps theirs."""
+    team, _ = access.get_team_for_user(request.user, team_id, Role.ADMIN)
+    member = get_object_or_404(Membership.objects.select_related("user"), pk=membership_id, team=team)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Pick a role: member, reviewer or admin.")
+    else:
+        try:
+            changed = actions.do_set_role(member, form.cleaned_data["role"])
+            messages.success(request, f"{changed.user.get_username()} is now {changed.get_role_display()}.")
+        except actions.TeamChangeRefused as refused:
+            messages.error(request, str(refused))
+    return _members_response(request, team)
+
+
+@login_required
+@require_POST
+def member_remove(request: HttpRequest, team_id: uuid.UUID, membership_id: int) -> HttpResponse:
+    """Remove a member (admins only): their access to the team's renders ends at once."""
+    team, _ = access.get_team_for_user(request.user, team_id, Role.ADMIN)
+    member = get_object_or_404(Membership.objects.select_related("user"), pk=membership_id, team=team)
+    try:
+        actions.do_remove_member(member)
+        messages.success(request, f"{member.user.get_username()} was removed from {team.name}.")
+    except actions.TeamChangeRefused as refused:
+        messages.error(request, str(refused))
+    return _members_response(request, team)
+
+
+@login_required
+@require_POST
+def team_switch(request: HttpRequest) -> HttpResponse:
+    """Pick the team new renders go to (empty: personal); only a team the user belongs to."""
+    value = request.POST.get("team", "")
+    team = None
+    if value:
+        try:
+            team_id = uuid.UUID(value)
+        except ValueError:
+            raise Http404("No such team.") from None
+        team, _ = access.get_team_for_user(request.user, team_id)
+    actions.do_switch_team(request.user, team)
+    messages.info(request, f"New renders go to {team.name}." if team else "New renders are personal.")
+    if request.htmx:
+        # 204 + HX-Refresh: the whole page follows the new team; the toast waits in the session for it.
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
+    next_url = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure())
+    return redirect(next_url if safe and next_url else "studio")
+
+
+urlpatterns = [
+    path("teams/", team_list, name="teams"),
+    path(
+        "teams/", team_list, name="team_create"
+    ),  # the same view; POST creates (a name for forms to post to)
+    path("teams/switch/", team_switch, name="team_switch"),
+    path("teams/<uuid:team_id>/", team_detail, name="team"),
+    path("teams/<uuid:team_id>/members/", member_add, name="member_add"),
+    path("teams/<uuid:team_id>/members/<int:membership_id>/role/", member_role, name="member_role"),
+    path("teams/<uuid:team_id>/members/<int:membership_id>/remove/", member_remove, name="member_remove"),
+]

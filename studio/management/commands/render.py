@@ -10,10 +10,11 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 
+from studio import access, money
 from studio.actions import do_submit_render
 from studio.catalog import MODELS, SORA2
 from studio.forms import RenderForm
-from studio.models import TERMINAL, Render
+from studio.models import TERMINAL, Render, Team
 from studio.serializers import render_as_dict
 
 # JSONL keys accepted per line, mapped to form fields (the same names as the command's options).
@@ -39,6 +40,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("prompt", nargs="?", help="the prompt (omit with --from)")
         parser.add_argument("--user", required=True, help="who renders (a username)")
+        parser.add_argument(
+            "--team", help="render into this team (its slug; default: the user's active team)"
+        )
         parser.add_argument("--model", choices=list(MODELS), default=SORA2)
         parser.add_argument("--duration", type=int, help="seconds (default: the model's default)")
         parser.add_argument("--size", help="sora2: 1280x720 or 1920x1080")
@@ -57,6 +61,7 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=options["user"]).first()
         if user is None:
             raise CommandError(f"No user named {options['user']!r}.")
+        team = self._team(user, options["team"]) if options["team"] else None
         if options["from_file"]:
             if options["prompt"]:
                 raise CommandError("Give a prompt or --from, not both.")
@@ -66,12 +71,27 @@ class Command(BaseCommand):
         else:
             raise CommandError("Give a prompt, or --from FILE.jsonl.")
         forms = [(where, self._bind(fields, image, where)) for where, fields, image in requests]
-        renders = [do_submit_render(user, form) for _, form in forms]
-        for render in renders:
+        where_to = {} if team is None else {"team": team}
+        renders = []
+        for where, form in forms:
+            try:
+                render = do_submit_render(user, form, **where_to)
+            except money.BudgetExceeded as refused:
+                raise CommandError(
+                    f"{where}: refused, nothing sent: {refused.message} ({len(renders)} submitted before it.)"
+                ) from refused
+            renders.append(render)
             self.stdout.write(str(render.pk))
         if options["wait"]:
             for render in renders:
                 self.stdout.write(json.dumps(self._wait(render, options["timeout"]), indent=2))
+
+    def _team(self, user, slug: str) -> Team:
+        """The team by slug, if the user is in it (the same rule as the studio's team switcher)."""
+        team = Team.objects.filter(slug=slug).first()
+        if team is None or access.membership(user, team.pk) is None:
+            raise CommandError(f"{user.get_username()} is not in a team called {slug!r}.")
+        return team
 
     def _from_options(self, options: dict) -> tuple[str, dict, Path | None]:
         fields = {

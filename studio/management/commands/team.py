@@ -1,0 +1,105 @@
+"""Manage teams from scripts: `python manage.py team create|add|role|remove|list`.
+
+The same actions and rules as the team pages: a team keeps at least one admin; a user is added once.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from studio import actions
+from studio.models import Membership, Role, Team
+
+ROLES = [role.value for role in Role]
+
+
+class Command(BaseCommand):
+    help = "Create teams and manage their members and roles."
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{create,add,role,remove,list}")
+        create = sub.add_parser("create", help="create a team; prints its slug")
+        create.add_argument("name", help="the team's name")
+        create.add_argument("--admin", required=True, help="the username of its first admin")
+        add = sub.add_parser("add", help="add a user to a team")
+        add.add_argument("slug")
+        add.add_argument("username")
+        add.add_argument("--role", choices=ROLES, default=Role.MEMBER.value)
+        role = sub.add_parser("role", help="change a member's role")
+        role.add_argument("slug")
+        role.add_argument("username")
+        role.add_argument("role", choices=ROLES)
+        remove = sub.add_parser("remove", help="remove a user from a team (access ends at once)")
+        remove.add_argument("slug")
+        remove.add_argument("username")
+        listing = sub.add_parser("list", help="list teams with their members and roles")
+        listing.add_argument("--json", action="store_true", help="print a JSON array")
+
+    def handle(self, *args, **options) -> None:
+        try:
+            getattr(self, f"_{options['action']}")(options)
+        except actions.TeamChangeRefused as refused:
+            raise CommandError(str(refused)) from refused
+
+    def _create(self, options: dict) -> None:
+        name = " ".join(options["name"].split())
+        if not name or len(name) > 80:
+            raise CommandError("A team name has 1 to 80 characters.")
+        team = actions.do_create_team(self._user(options["admin"]), name)
+        self.stdout.write(team.slug)
+
+    def _add(self, options: dict) -> None:
+        team, user = self._team(options["slug"]), self._user(options["username"])
+        actions.do_add_member(team, user, options["role"])
+        self.stdout.write(f"{user.get_username()} joined {team.slug} as {options['role']}.")
+
+    def _role(self, options: dict) -> None:
+        member = self._membership(options["slug"], options["username"])
+        actions.do_set_role(member, options["role"])
+        self.stdout.write(f"{options['username']} is now {options['role']} in {options['slug']}.")
+
+    def _remove(self, options: dict) -> None:
+        member = self._membership(options["slug"], options["username"])
+        actions.do_remove_member(member)
+        self.stdout.write(f"{options['username']} was removed from {options['slug']}.")
+
+    def _list(self, options: dict) -> None:
+        rows = [
+            {
+                "slug": team.slug,
+                "name": team.name,
+                "members": [
+                    {"username": m.user.get_username(), "role": m.role}
+                    for m in sorted(team.memberships.all(), key=lambda m: m.user.get_username())
+                ],
+            }
+            for team in Team.objects.order_by("slug").prefetch_related("memberships__user")
+        ]
+        if options["json"]:
+            self.stdout.write(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            people = ", ".join(f"{m['username']} ({m['role']})" for m in row["members"]) or "no members"
+            self.stdout.write(f"{row['slug']:<24} {row['name']}: {people}")
+
+    def _user(self, username: str):
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"No user named {username!r}.")
+        return user
+
+    def _team(self, slug: str) -> Team:
+        team = Team.objects.filter(slug=slug).first()
+        if team is None:
+            raise CommandError(f"No team {slug!r} (`manage.py team list` shows them).")
+        return team
+
+    def _membership(self, slug: str, username: str) -> Membership:
+        team, user = self._team(slug), self._user(username)
+        member = Membership.objects.select_related("user", "team").filter(team=team, user=user).first()
+        if member is None:
+            raise CommandError(f"{username} is not in {slug}.")
+        return member
