@@ -14,14 +14,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
 from studio import pricing
+from studio.catalog import SORA2_PRO
 from studio.models import (
+    IN_FLIGHT,
     Budget,
     LedgerEntry,
     LedgerKind,
@@ -33,8 +35,12 @@ from studio.models import (
 
 log = logging.getLogger("studio.money")
 
+# Sora 2's price is fixed by its page ($0.10/s); Sora 2 Pro bills at a live rate the card learns.
+LIVE_RATE_MODELS = frozenset({SORA2_PRO})
 STILL_HOLDING = frozenset({State.SUBMIT_UNKNOWN, State.STALLED})  # ended for us, maybe billed at the gateway
 ZERO = Decimal("0")
+UNREPORTED = "The gateway reported no bill: settled at the estimate."
+RATE_PLACES = Decimal("0.000001")  # Rate.usd_per_second's precision: $0.13875/s must stay exact
 
 
 # --- the rate card --------------------------------------------------------------------------------------------
@@ -58,10 +64,10 @@ def learn_rate(render: Render, credits: Decimal | None, *, seen_at: datetime | N
 
     Only whole-render figures teach the card: a partial bill from a cancel says nothing about the rate.
     """
-    if credits is None or credits <= 0 or not render.duration_seconds:
+    if credits is None or credits <= 0 or not render.duration_seconds or render.model not in LIVE_RATE_MODELS:
         return None
     spec = render.spec
-    usd = pricing.quantize(pricing.credits_to_usd(credits) / render.duration_seconds)
+    usd = (pricing.credits_to_usd(credits) / render.duration_seconds).quantize(RATE_PLACES, ROUND_HALF_UP)
     key = spec.rate_key(render.params)
     rate, _ = Rate.objects.get_or_create(model=render.model, rate_key=key, defaults={"usd_per_second": usd})
     if rate.source == RateSource.ADMIN:
@@ -123,9 +129,10 @@ def budget_status(budget: Budget, since: datetime | None = None) -> BudgetStatus
     ended = LedgerEntry.objects.filter(
         render=OuterRef("render"), kind__in=[LedgerKind.SETTLE, LedgerKind.RELEASE]
     )
+    # A hold taken last month by a render still in flight is settled this month: it counts until it ends.
     held = (
         _entries_for(budget)
-        .filter(kind=LedgerKind.HOLD, created_at__gte=since)
+        .filter(Q(created_at__gte=since) | Q(render__state__in=IN_FLIGHT), kind=LedgerKind.HOLD)
         .exclude(Exists(ended))
         .aggregate(total=Sum("amount"))["total"]
         or ZERO
@@ -139,7 +146,8 @@ def budgets_for(render: Render, *, lock: bool = False) -> list[Budget]:
         return []
     rows = Budget.objects.filter(Q(user__isnull=True) | Q(user=render.user_id), team=render.team_id)
     if lock:
-        rows = rows.select_for_update()
+        # Only the budget rows: PostgreSQL refuses FOR UPDATE on the nullable side of the outer join to `user`.
+        rows = rows.select_for_update(of=("self",))
     return list(rows.select_related("team", "user").order_by("pk"))
 
 
@@ -184,6 +192,10 @@ def outcome(render: Render) -> tuple[str, Decimal] | None:
     """How a render's hold ends: (settle, billed) or (release, 0); None while it may still be billed."""
     if not render.is_terminal or render.state in STILL_HOLDING:
         return None
+    if render.billed_cost is None and render.gateway_completed_at is not None:
+        # The gateway rendered it but reported no bill (Sora 2's poll does not document `credits`): it was
+        # billed all the same, so the estimate is settled rather than a spend of zero.
+        return LedgerKind.SETTLE, render.estimated_cost
     billed = render.billed_cost or ZERO
     if billed > 0:
         return LedgerKind.SETTLE, billed
@@ -208,6 +220,7 @@ def settle(render_id) -> str:
                 team=render.team,
                 user=render.user,
                 model=render.model,
+                note=UNREPORTED if kind == LedgerKind.SETTLE and render.billed_cost is None else "",
             )
     except IntegrityError:
         return "already"
