@@ -19,9 +19,9 @@ from studio.models import ROLE_RANK, Membership, Profile, Render, ReviewState, R
 
 
 class Need(StrEnum):
-    VIEW = "view"  # see it, play it, comment, star, tag, promote, remix
+    VIEW = "view"  # see it, play it, comment, star, tag, promote, remix, re-run (as one's own render)
     REVIEW = "review"  # approve / request changes / reject: a reviewer or admin of the render's team
-    OWN = "own"  # cancel, re-run, make private: its author only
+    OWN = "own"  # cancel, make private: its author only
 
 
 def membership(user, team_id) -> Membership | None:
@@ -74,18 +74,21 @@ def active_team(user) -> Team | None:
     if not user.is_authenticated:
         return None
     profile = Profile.objects.filter(user=user).select_related("active_team").first()
+    if profile is not None and profile.active_team_id is None:
+        return None  # the user picked "Personal"
     team = profile.active_team if profile else None
     if team is not None and membership(user, team.pk) is not None:
         return team
+    # No choice yet (or the chosen team dropped them): their oldest team, else personal.
     first = Membership.objects.filter(user=user).select_related("team").order_by("created_at").first()
     return first.team if first else None
 
 
-def to_review(user):
+def to_review(user, team_ids: set | None = None):
     """Finished renders waiting for this user's review: in teams they review, not their own, not private."""
     return (
         Render.objects.filter(
-            team_id__in=reviewer_team_ids(user),
+            team_id__in=reviewer_team_ids(user) if team_ids is None else team_ids,
             private=False,
             state=State.COMPLETED,
             review_state=ReviewState.NEEDS_REVIEW,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
+from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -13,8 +15,10 @@ from studio.forms import RenderForm
 from studio.models import AT_GATEWAY, Render, State, advance
 from studio.tasks import enqueue, ensure_poller
 
+ACTIVE_TEAM = object()  # do_submit_render's default: the author's active team
 
-def do_submit_render(user, form: RenderForm) -> Render:
+
+def do_submit_render(user, form: RenderForm, team=ACTIVE_TEAM) -> Render:
     """Record a validated render, hold its estimate against the budgets, and queue its submission on commit.
 
     Raises money.BudgetExceeded when a budget cannot cover the estimate: nothing is recorded or sent.
@@ -32,7 +36,7 @@ def do_submit_render(user, form: RenderForm) -> Render:
         with transaction.atomic():
             render = Render.objects.create(
                 user=user,
-                team=access.active_team(user),
+                team=access.active_team(user) if team is ACTIVE_TEAM else team,
                 private=bool(data.get("private")),
                 seconds=quote.seconds,
                 model=data["model"],
@@ -41,12 +45,18 @@ def do_submit_render(user, form: RenderForm) -> Render:
                 client_token=token,
                 estimated_cost=quote.total,
                 rate_per_second=quote.rate_per_second,
+                parent=data.get("parent"),  # the draft a promotion re-renders, validated by the form
             )
+            money.hold(render)  # raises BudgetExceeded (rolling all of this back) before anything is sent
             image = data.get("init_image")
+            draft = data.get("parent")
             if image:
                 extension = {"jpeg": "jpg"}.get(image.studio_format, image.studio_format)
                 render.init_image.save(f"init.{extension}", image, save=True)
-            money.hold(render)  # raises BudgetExceeded (rolling all of this back) before anything is sent
+            elif draft is not None and draft.init_image:
+                # A promotion without a new upload keeps the draft's image: copied, so each render owns its folder.
+                with draft.init_image.open("rb") as source:
+                    render.init_image.save(PurePosixPath(draft.init_image.name).name, File(source), save=True)
             enqueue("submit_render", render.pk)
     except IntegrityError:
         return Render.objects.get(user=user, client_token=token)
@@ -246,14 +256,102 @@ def do_switch_team(user, team):
     return profile
 
 
-def do_submit_render_in_team(user, form: RenderForm, team) -> Render:
-    """`do_submit_render` into a given team (the CLI's `--team`) instead of the author's active team.
+# --- re-run exactly (issue 4: promote, remix, re-run) ---------------------------------------------------------
 
-    One transaction: the render is never committed, nor its submission queued, in the wrong team.
+
+@dataclass(frozen=True)
+class RerunOutcome:
+    render: Render | None  # the new render, or None when the original cannot be rendered again as it was
+    message: str
+
+
+def rerun_form(user, original: Render, client_token: str = "") -> RenderForm:
+    """The render form bound from a render's own model, parameters, prompt and init image, checked as `user`.
+
+    A Pro render keeps its draft as parent when the user may still see and promote it: another take of the same
+    promotion belongs in the same lineage.
     """
-    with transaction.atomic():
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from studio.forms import promotion_refusal
+
+    data = {"model": original.model, "prompt": original.prompt, "client_token": client_token}
+    data.update({name: str(value) for name, value in original.params.items()})
+    if original.private:
+        data["private"] = "on"
+    if original.parent_id:
+        draft = Render.objects.for_user(user).filter(pk=original.parent_id).first()
+        if draft is not None and promotion_refusal(draft) is None:
+            data["parent"] = str(draft.pk)
+    files = {}
+    if original.init_image:
+        try:
+            with original.init_image.open("rb") as handle:
+                name = PurePosixPath(original.init_image.name).name
+                files["init_image"] = SimpleUploadedFile(name, handle.read())
+        except OSError:
+            pass  # the form says the image is missing (see do_rerun_render)
+    return RenderForm(data, files, user=user)
+
+
+def do_rerun_render(user, original: Render, client_token: str = "") -> RerunOutcome:
+    """Render a render again exactly (model, parameters, prompt, init image) as `user`'s own new render.
+
+    It goes through the form's validation, as if the user had typed it in, and the budget check of any submit.
+    """
+    form = rerun_form(user, original, client_token)
+    if original.init_image and "init_image" not in form.files:
+        return RerunOutcome(
+            None, "The original's init image is no longer stored: remix it and upload it again."
+        )
+    if not form.is_valid():
+        problems = " ".join(str(error) for errors in form.errors.values() for error in errors)
+        return RerunOutcome(None, f"This render cannot be re-run as it was: {problems}")
+    try:
         render = do_submit_render(user, form)
-        if render.team_id != team.pk:
-            Render.objects.filter(pk=render.pk).update(team=team)
-            render.team = team
-    return render
+    except money.BudgetExceeded as error:
+        return RerunOutcome(None, error.message)
+    return RerunOutcome(
+        render,
+        f"Re-running exactly: about {pricing.dollars(render.estimated_cost)}, billed when it finishes.",
+    )
+
+
+# --- money: budgets and the rate card (issue 5) ----------------------------------------------------------------
+
+
+def do_set_budget(team, user, monthly_usd, *, by):
+    """Set the monthly budget of a team (`user` None) or of one member in it; `monthly_usd` None removes it.
+
+    The budget row is updated in place (a hold in progress holds its lock, so this waits for it); two admins
+    creating the same budget at once end with one row and the later amount.
+    """
+    from studio.models import Budget
+
+    rows = Budget.objects.filter(team=team, user=user)
+    if monthly_usd is None:
+        rows.delete()
+        return None
+    now = timezone.now()
+    for _attempt in range(2):
+        try:
+            with transaction.atomic():
+                if rows.update(monthly_usd=monthly_usd, updated_at=now, updated_by=by):
+                    return rows.get()
+                return Budget.objects.create(
+                    team=team, user=user, monthly_usd=monthly_usd, updated_at=now, updated_by=by
+                )
+        except IntegrityError:  # another admin created it in the meantime: update theirs
+            continue
+    raise RuntimeError("The budget kept changing while it was being set.")  # pragma: no cover
+
+
+def do_set_rate(rate, usd_per_second, *, by):
+    """Set a line of the rate card; an admin's figure is kept when the gateway shows another one."""
+    from studio.models import Rate, RateSource
+
+    Rate.objects.filter(pk=rate.pk).update(
+        usd_per_second=usd_per_second, source=RateSource.ADMIN, updated_by=by, updated_at=timezone.now()
+    )
+    rate.refresh_from_db()
+    return rate

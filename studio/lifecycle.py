@@ -118,6 +118,9 @@ def submit_step(render_id, client: GatewayClient | None = None) -> str:
     if not advance(render_id, State.SUBMITTING, state, **accepted):
         _late_acceptance(render_id, state, accepted)
     log.info("Render %s submitted as gateway task %s", render_id, submission.task_id)
+    from studio import money
+
+    money.learn_rate(render, submission.estimated_credits)  # the submit answer shows the live rate too
     from studio.tasks import ensure_poller
 
     ensure_poller()

@@ -179,7 +179,15 @@ class Render(models.Model):
 
     @property
     def quote(self) -> pricing.Estimate:
-        return pricing.estimate(self.model, self.params)
+        """The estimate this render was submitted at (the rate card may have moved since)."""
+        spec = self.spec
+        return pricing.Estimate(
+            self.model,
+            self.duration_seconds,
+            spec.rate_key(self.params),
+            self.rate_per_second,
+            self.estimated_cost,
+        )
 
     @property
     def cancel_cost(self) -> Decimal:
@@ -353,8 +361,8 @@ class Membership(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        # No default ordering: it would join team and user into every access check. Lists order explicitly.
         constraints = [models.UniqueConstraint(fields=["team", "user"], name="membership_once")]
-        ordering = ["team__name", "user__username"]
 
     def __str__(self) -> str:
         return f"{self.user} in {self.team} ({self.role})"
@@ -508,6 +516,16 @@ class LedgerKind(models.TextChoices):
     RELEASE = "release", "Release"  # nothing billed; ends the hold
 
 
+class LedgerQuerySet(models.QuerySet):
+    """Bulk writes would bypass the row-level guard: the ledger refuses them too."""
+
+    def update(self, **kwargs):
+        raise ValueError("Ledger entries are append-only: they are never edited.")
+
+    def delete(self):
+        raise ValueError("Ledger entries are append-only: they are never deleted.")
+
+
 class LedgerEntry(models.Model):
     """Append-only money journal: one entry per render and kind, never edited or deleted."""
 
@@ -519,6 +537,8 @@ class LedgerEntry(models.Model):
     model = models.CharField(max_length=32)
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = LedgerQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at", "id"]

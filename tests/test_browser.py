@@ -2,46 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import service_missing, wait_for
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.browser
-# Playwright's sync API runs an event loop in the test thread; the ORM calls made beside it are synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        service_missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": ARGS}
-
-
-@pytest.fixture
-def logged_in(page, live_server, owner):
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", owner.username)
-    page.fill("#id_password", "pw-" + owner.username)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#id_prompt")
-    return page
 
 
 def test_write_a_prompt_see_its_cost_render_and_play_the_clip(logged_in, cluster, tmp_path):

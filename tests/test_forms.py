@@ -170,11 +170,11 @@ def test_pro_drops_the_sora2_size_from_params():
         (pro(duration_seconds="10", resolution="720p"), Decimal("1.3875")),
     ],
 )
-def test_estimate_prices_what_the_form_holds(data, total):
+def test_estimate_prices_what_the_form_holds(data, total, db):  # the rate card is in the database
     assert bound(data).estimate().total == total
 
 
-def test_no_estimate_while_the_duration_is_wrong():
+def test_no_estimate_while_the_duration_is_wrong(db):
     assert bound(sora2(duration_seconds="7")).estimate() is None
 
 
