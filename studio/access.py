@@ -33,7 +33,12 @@ def membership(user, team_id) -> Membership | None:
 
 def get_render_for_user(user, render_id, need: Need = Need.VIEW) -> Render:
     """The render if this user may see it (else 404) and do what `need` says (else 403)."""
-    render = Render.objects.for_user(user).select_related("user", "team").filter(pk=render_id).first()
+    render = (
+        Render.objects.for_user(user)
+        .select_related("user", "team", "reviewed_by")
+        .filter(pk=render_id)
+        .first()
+    )
     if render is None:
         raise Http404("No such render.")
     if need == Need.OWN and render.user_id != user.pk:

@@ -32,7 +32,9 @@ def navigation(request) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    memberships = SimpleLazyObject(lambda: list(Membership.objects.filter(user=user).select_related("team").order_by("team__name")))
+    memberships = SimpleLazyObject(
+        lambda: list(Membership.objects.filter(user=user).select_related("team").order_by("team__name"))
+    )
     reviews = SimpleLazyObject(lambda: {m.team_id for m in memberships if m.allows(Role.REVIEWER)})
     return {
         "memberships": memberships,

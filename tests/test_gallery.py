@@ -540,13 +540,14 @@ def seed(owner, teammate, count: int) -> None:
 #      `is_starred` as an EXISTS subquery, 6. the tags of those renders (prefetch)
 #   7. the user's reviewer teams (access.reviewer_team_ids: review buttons on cards without a query each)
 #   8. the team's members, for the filter bar's author choices
-#   9. open gateway alerts (context processor: banner)
-#   10. the memberships with their teams, 11. the profile again, 12. its membership again, 13. the reviewer
-#       teams again (context processor: team switcher and to-review badge; not a reviewer, so no count query)
-FULL_PAGE_QUERIES = 13
-# The fragment (a filter change or the next page): the same without the filter bar (8). Context processors run
-# for fragments too (9-13).
-FRAGMENT_QUERIES = 12
+#   then the context processors, lazily, in the order base.html reads them:
+#   9. the memberships with their teams (the "To review" link and the team switcher; the reviewer teams come
+#      from these rows; not a reviewer, so no count query), 10. the profile again, 11. its membership again
+#      (the switcher's active team), 12. open gateway alerts (the banner, below the header)
+FULL_PAGE_QUERIES = 12
+# The fragment (a filter change or the next page): 1-7 as above. No filter bar (8), and the fragment reads no
+# context-processor value, so the lazy navigation and banner cost nothing (9-12).
+FRAGMENT_QUERIES = 7
 
 
 @pytest.mark.parametrize("count", [1, 30])

@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('studio', '0004_money'),
+        ("studio", "0004_money"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='membership',
+            name="membership",
             options={},
         ),
     ]

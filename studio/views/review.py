@@ -118,6 +118,7 @@ def _detail_context(request: HttpRequest, item: Render) -> dict:
         "rerun_cost": money.quote(item.model, item.params).total,  # at today's rates, as the re-run is billed
         "rerun_token": uuid.uuid4(),  # a double-clicked re-run is one render, as in the studio form
         "clip_seconds": _clip_seconds(item),
+        "ledger": list(item.ledger.all()),  # what holding, settling or releasing this render cost
     }
 
 
@@ -192,7 +193,11 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     team_ids = access.reviewer_team_ids(request.user)
     renders = []
     if team_ids:
-        waiting = access.to_review(request.user).select_related("reviewed_by").order_by("created_at", "pk")
+        waiting = (
+            access.to_review(request.user, team_ids=team_ids)
+            .select_related("reviewed_by")
+            .order_by("created_at", "pk")
+        )
         renders = list(waiting[:QUEUE_SIZE])
     context = {
         "renders": renders,
