@@ -149,6 +149,28 @@ def outsider_client(outsider):
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
+def make_clip(path, *, size: str = "160x90", seconds: float = 1, rate: int = 8):
+    """Write a real H.264 MP4 test pattern to `path` (parents created) and return the path."""
+    import subprocess
+    from pathlib import Path
+
+    import imageio_ffmpeg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            *(imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-nostdin"),
+            *("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"),
+            *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mp4", str(path)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return path
+
+
 # --- the task queue --------------------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from studio.gallery import PAGE_SIZE
 from studio.models import Membership, Profile, Render, ReviewState, Role, Star, State, Tag, Team
+from tests.conftest import make_clip
 
 # Debian's Chromium as test_browser launches it (importing it also allows the ORM beside Playwright's loop).
 
@@ -577,31 +578,12 @@ def test_gallery_fragment_query_count_does_not_grow_with_clips(
 def clips_on_disk(owner, teammate, settings, tmp_path) -> list[Render]:
     """30 finished team clips, 25 of them with a real 3 s MP4 and a poster on disk."""
     import shutil
-    import subprocess
 
-    import imageio_ffmpeg
     from PIL import Image
 
     media = tmp_path / "media"
     settings.MEDIA_ROOT = str(media)
-    clip = tmp_path / "clip.mp4"
-    subprocess.run(
-        [
-            *(
-                imageio_ffmpeg.get_ffmpeg_exe(),
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-nostdin",
-                "-f",
-                "lavfi",
-            ),
-            *("-i", "testsrc2=size=320x180:rate=8:duration=3", "-c:v", "libx264", "-preset", "ultrafast"),
-            *("-pix_fmt", "yuv420p", str(clip)),
-        ],
-        check=True,
-        timeout=60,
-    )
+    clip = make_clip(tmp_path / "clip.mp4", size="320x180", seconds=3)
     renders = []
     for i in range(30):
         item = make_render(owner if i % 2 else teammate, prompt=f"Clip {i}: a paper boat", video_width=320)

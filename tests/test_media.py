@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import io
 import struct
-import subprocess
 import zlib
 from pathlib import Path
 
-import imageio_ffmpeg
 import pytest
 from PIL import Image
 
@@ -21,36 +19,13 @@ from studio.media import (
     probe_video,
     sniff_image,
 )
+from tests.conftest import make_clip
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """A real 2 s, 320x240, 12 fps H.264 MP4."""
-    path = tmp_path_factory.mktemp("media") / "clip.mp4"
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=12:duration=2",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return path
+    return make_clip(tmp_path_factory.mktemp("media") / "clip.mp4", size="320x240", seconds=2, rate=12)
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB", **save) -> bytes:

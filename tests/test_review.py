@@ -19,10 +19,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from studio.models import Comment, Membership, Render, Review, ReviewState, Role, State, Team
+from tests.conftest import make_clip
 
 PROMPT = "A red apple rolls slowly across a wooden table"
 EVIL = '<script>alert(1)</script> <b hx-get="/logout/" hx-trigger="load">x</b>'
-
 
 # --- people and renders ----------------------------------------------------------------------------------------
 
@@ -612,30 +612,7 @@ def test_the_queue_costs_the_same_queries_whatever_it_lists(people, team, n, dja
 @pytest.fixture
 def real_clip(clip, tmp_path) -> Render:
     """The clip with a real 5 s H.264 file, so the player can seek."""
-    import subprocess
-
-    import imageio_ffmpeg
-
-    path = tmp_path / "media" / clip.video.name
-    subprocess.run(
-        [
-            *(
-                imageio_ffmpeg.get_ffmpeg_exe(),
-                "-y",
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-nostdin",
-                "-f",
-                "lavfi",
-            ),
-            *("-i", "testsrc2=size=160x90:rate=8:duration=5", "-c:v", "libx264", "-preset", "ultrafast"),
-            *("-pix_fmt", "yuv420p", "-f", "mp4", str(path)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    make_clip(tmp_path / "media" / clip.video.name, size="160x90", seconds=5)
     return clip
 
 

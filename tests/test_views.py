@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import imageio_ffmpeg
 import pytest
 from conftest import HTMX
 from django.db import connection
@@ -22,6 +20,7 @@ from PIL import Image
 
 from studio import urls
 from studio.models import Render, State
+from tests.conftest import make_clip
 
 PROMPT = "A red apple rolls slowly across a wooden table"
 EVIL = '<script>alert(1)</script> <img src=x onerror=alert(2)> hx-get="/x"'
@@ -36,19 +35,7 @@ def media(settings, tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """A real 1 s, 160x120 H.264 MP4."""
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            *("-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi"),
-            *("-i", "testsrc2=size=160x120:rate=8:duration=1", "-c:v", "libx264"),
-            *("-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return path
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", size="160x120", seconds=1)
 
 
 def make_render(user, state=State.PENDING, prompt=PROMPT, **fields) -> Render:
