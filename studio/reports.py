@@ -324,7 +324,7 @@ def spend_report(scope: Scope, month: Month, members: list | None = None) -> Spe
     ]
 
     # 5: per tag, 6: untagged (tags the viewer may see: not on someone else's private render)
-    visible = Q(render__private=False) | Q(render__user=scope.viewer)
+    visible = Q(render__private=False) | Q(render__user_id=scope.viewer.pk)
     tag_rows = (
         Tag.objects.filter(visible, render__ledger__in=settled)  # the Sum below adds up this same join
         .values("name")
@@ -333,7 +333,7 @@ def spend_report(scope: Scope, month: Month, members: list | None = None) -> Spe
     )
     by_tag = [Line(row["name"], row["name"], row["renders"], row["total"]) for row in tag_rows]
     has_tag = Tag.objects.filter(
-        Q(render__private=False) | Q(render__user=scope.viewer), render=OuterRef("render")
+        Q(render__private=False) | Q(render__user_id=scope.viewer.pk), render=OuterRef("render")
     )
     untagged_row = settled.exclude(Exists(has_tag)).aggregate(
         total=Sum("amount"), renders=Count("render", distinct=True)
@@ -363,7 +363,7 @@ def budgets_shown(scope: Scope) -> QuerySet:
     """The team's budget and its members' (admins), or the team's and the viewer's own (other members)."""
     rows = Budget.objects.filter(team=scope.team).select_related("team", "user")
     if not scope.sees_everyone:
-        rows = rows.filter(Q(user__isnull=True) | Q(user=scope.viewer))
+        rows = rows.filter(Q(user__isnull=True) | Q(user_id=scope.viewer.pk))
     return rows.order_by(F("user__username").asc(nulls_first=True))
 
 
