@@ -46,7 +46,9 @@ class Command(BaseCommand):
             nonlocal stopping
             stopping = True
 
-        signal.signal(signal.SIGTERM, stop)
+        # Ctrl-C, a closed terminal or a kill all stop the three (SIGINT is ignored when started in the background).
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, stop)
         try:
             for name, command in commands.items():
                 processes[name] = subprocess.Popen(command)
