@@ -49,8 +49,9 @@ def get_render_for_user(user, render_id, need: Need = Need.VIEW) -> Render:
 
 
 def can_review(user, render: Render) -> bool:
-    """Whether the user reviews in the render's team (private renders are never reviewed)."""
-    if render.private or render.team_id is None:
+    """Whether the user reviews in the render's team. Nobody reviews their own clip (a second pair of eyes is
+    the point of review, and the queue lists only others'), and private renders are never reviewed."""
+    if render.private or render.team_id is None or render.user_id == user.pk:
         return False
     member = membership(user, render.team_id)
     return member is not None and member.allows(Role.REVIEWER)

@@ -84,10 +84,12 @@ def do_cancel_render(render: Render) -> CancelOutcome:
         next_poll_at=now,
     ):
         cost = render.cancel_cost
+        # The cancel reaches the gateway on the poller's next tick: promise nothing the gateway may not honour.
         message = (
-            "Cancelling: free while queued."
+            "Cancelling: free if the gateway has not started rendering it; once it has, the seconds rendered are "
+            "billed."
             if render.state != State.RUNNING
-            else f"Cancelling: the seconds rendered so far are billed (about {pricing.dollars(cost)})."
+            else f"Cancelling: the seconds rendered by then are billed (at least {pricing.dollars(cost)})."
         )
         ensure_poller()
     elif render.cancel_requested_at and not render.is_terminal:
@@ -155,9 +157,17 @@ def do_add_tag(user, render: Render, name: str):
     from studio.models import Tag
 
     name = clean_tag_name(name)
-    existing = Tag.objects.filter(render=render, name=name).first()
+    existing = Tag.objects.filter(render=render, name__iexact=name).first()
     if existing:
         return existing
+    # Tags are case-insensitive: a name the team already uses keeps its first spelling ("Spring Campaign").
+    if render.team_id:
+        name = (
+            Tag.objects.filter(render__team=render.team_id, name__iexact=name)
+            .values_list("name", flat=True)
+            .first()
+            or name
+        )
     if Tag.objects.filter(render=render).count() >= TAGS_PER_RENDER:
         raise BadValue(f"A clip has at most {TAGS_PER_RENDER} tags.")
     tag, _ = Tag.objects.get_or_create(render=render, name=name, defaults={"created_by": user})

@@ -187,7 +187,7 @@ def gallery_renders(user, filters: Filters, team: Team | None) -> QuerySet[Rende
     if filters.starred:
         renders = renders.filter(is_starred=True)
     if filters.tag:
-        renders = renders.filter(Exists(Tag.objects.filter(render=OuterRef("pk"), name=filters.tag)))
+        renders = renders.filter(Exists(Tag.objects.filter(render=OuterRef("pk"), name__iexact=filters.tag)))
     if filters.q:
         renders = renders.filter(prompt__icontains=filters.q)
     key = SORTS[filters.sort]
@@ -234,7 +234,7 @@ def next_page_query(params: QueryDict, filters: Filters, cursor: Cursor) -> str:
     return query.urlencode()
 
 
-def mark_reviewable(renders: list[Render], reviewer_team_ids: set) -> None:
+def mark_reviewable(renders: list[Render], reviewer_team_ids: set, user_id=None) -> None:
     """Set `reviewable` on each render, as access.can_review decides, from the user's reviewer teams."""
     for item in renders:
-        item.reviewable = item.team_id in reviewer_team_ids and not item.private
+        item.reviewable = item.team_id in reviewer_team_ids and not item.private and item.user_id != user_id

@@ -40,7 +40,10 @@ LIVE_RATE_MODELS = frozenset({SORA2_PRO})
 STILL_HOLDING = frozenset({State.SUBMIT_UNKNOWN, State.STALLED})  # ended for us, maybe billed at the gateway
 ZERO = Decimal("0")
 UNREPORTED = "The gateway reported no bill: settled at the estimate."
-RATE_PLACES = Decimal("0.000001")  # Rate.usd_per_second's precision: $0.13875/s must stay exact
+# A learned rate is a bill (rounded by the gateway to 4 places) over whole seconds: it is only good to about
+# 0.0001 / seconds, so keep five places. $0.13875/s stays exact; 3.4688 credits / 15 s gives $0.23125/s, not the
+# noise $0.231253/s that would then leak into every estimate.
+RATE_PLACES = Decimal("0.00001")
 
 
 # --- the rate card --------------------------------------------------------------------------------------------
@@ -154,11 +157,12 @@ def budgets_for(render: Render, *, lock: bool = False) -> list[Budget]:
 class BudgetExceeded(Exception):
     """A submit refused before anything was sent, saying how much is left."""
 
-    def __init__(self, status: BudgetStatus, amount: Decimal) -> None:
+    def __init__(self, status: BudgetStatus, amount: Decimal, *, submitter_id=None) -> None:
         left = max(status.left, ZERO)
+        scope = "your" if submitter_id is not None and status.budget.user_id == submitter_id else status.scope
         message = (
             f"This render would cost {pricing.dollars(amount)}, but only {pricing.dollars(left)} is left of "
-            f"{status.scope} {pricing.dollars(status.limit)} monthly budget "
+            f"{scope} {pricing.dollars(status.limit)} monthly budget "
             f"({pricing.dollars(status.used)} spent, {pricing.dollars(status.held)} held by renders in progress)."
         )
         super().__init__(message)
@@ -174,7 +178,7 @@ def hold(render: Render) -> LedgerEntry:
     for budget in budgets_for(render, lock=True):
         status = budget_status(budget)
         if amount > status.left:
-            raise BudgetExceeded(status, amount)
+            raise BudgetExceeded(status, amount, submitter_id=render.user_id)
     return LedgerEntry.objects.create(
         render=render,
         kind=LedgerKind.HOLD,

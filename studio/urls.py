@@ -26,3 +26,6 @@ urlpatterns = [
     *teams.urlpatterns,
     *money.urlpatterns,
 ]
+
+handler403 = "studio.views.errors.permission_denied"
+handler404 = "studio.views.errors.page_not_found"

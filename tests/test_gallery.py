@@ -17,8 +17,6 @@ from studio.gallery import PAGE_SIZE
 from studio.models import Membership, Profile, Render, ReviewState, Role, Star, State, Tag, Team
 from tests.conftest import make_clip
 
-# Debian's Chromium as test_browser launches it (importing it also allows the ORM beside Playwright's loop).
-
 GALLERY = "/gallery/"
 CARD = re.compile(r'id="clip-([0-9a-f-]{36})"')
 NEXT = re.compile(r'class="sentinel" hx-get="([^"]+)"')
@@ -648,3 +646,18 @@ def test_in_the_browser_hover_previews_scroll_loads_more_and_filters_follow_the_
     expect(page.locator("#gallery-q")).to_have_value("Clip 1")
     expect(cards).to_have_count(11)
     assert errors == []
+
+
+def test_tags_are_case_insensitive_and_keep_the_teams_first_spelling(owner, teammate, team):
+    from studio import actions
+
+    first, second = make_render(owner, prompt="One"), make_render(teammate, prompt="Two")
+    actions.do_add_tag(owner, first, "Spring Campaign")
+    actions.do_add_tag(owner, first, "spring campaign")  # the same tag: kept once
+    tag = actions.do_add_tag(teammate, second, "SPRING campaign")
+    assert tag.name == "Spring Campaign"
+    assert list(first.tags.values_list("name", flat=True)) == ["Spring Campaign"]
+    client = Client()
+    client.force_login(owner)
+    found = ids(client.get(GALLERY, {"scope": "team", "tag": "spring CAMPAIGN"}))
+    assert set(found) == {str(first.pk), str(second.pk)}

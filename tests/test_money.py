@@ -544,7 +544,7 @@ def test_a_submit_over_a_members_budget_is_refused_while_teammates_go_on(gateway
     with pytest.raises(money.BudgetExceeded) as refused:
         submit(owner, prompt="One more")
 
-    assert "only $0.10 is left of olivia's $0.60 monthly budget" in refused.value.message
+    assert "only $0.10 is left of your $0.60 monthly budget" in refused.value.message
     assert Render.objects.filter(user=owner).count() == 1
     assert submit(tess).team == acme  # her own budget is not olivia's
     assert queue.names() == ["submit_render", "submit_render"]
@@ -726,3 +726,17 @@ def test_what_cancelling_costs_uses_the_rate_the_render_was_quoted_at(db, owner,
     Render.objects.filter(pk=render.pk).update(state=State.RUNNING, progress=50)
 
     assert fresh(render).cancel_cost == Decimal("0.36")  # 3 of 5 seconds at $0.12
+
+
+@pytest.mark.django_db
+def test_a_learned_rate_keeps_only_the_precision_a_rounded_bill_carries(owner):
+    render = Render.objects.create(
+        user=owner,
+        model="sora-2-pro",
+        prompt="A harbour at dusk",
+        params={"duration_seconds": 15, "resolution": "1080p", "aspect_ratio": "16:9"},
+        estimated_cost=Decimal("3.4688"),
+        rate_per_second=Decimal("0.23125"),
+    )
+    rate = money.learn_rate(render, Decimal("3.4688"))  # 15 s x 0.23125 = 3.46875, billed rounded to 4 places
+    assert rate.usd_per_second == Decimal("0.23125")

@@ -560,7 +560,7 @@ def test_only_team_admins_set_budgets_and_only_for_their_members(owner, admin, o
 
 def test_a_budget_set_here_is_the_one_the_submit_check_enforces(admin, owner, team):
     post_budgets(admin, team, {f"member_{owner.pk}": "0.40"})
-    with pytest.raises(money.BudgetExceeded, match=r"only \$0.40 is left of olivia's \$0.40"):
+    with pytest.raises(money.BudgetExceeded, match=r"only \$0.40 is left of your \$0.40"):
         with transaction.atomic():
             money.hold(make_render(owner, team, estimate="0.50", state=State.PENDING))
 
@@ -593,7 +593,7 @@ def test_staff_set_a_rate_and_it_is_marked_as_set_by_an_admin(staff):
     rate.refresh_from_db()
     assert (rate.usd_per_second, rate.source, rate.updated_by) == (Decimal("0.15"), RateSource.ADMIN, staff)
     html = html_of(client_for(staff).get(reverse("rates")))
-    assert cell_row(html, "rate-card", "key", "720p")[2:4] == ["$0.15/s", "Set by an admin by sam"]
+    assert cell_row(html, "rate-card", "key", "720p")[2:4] == ["$0.15/s", "Set by an admin (sam)"]
     assert money.quote("sora-2-pro", {"duration_seconds": 4, "resolution": "720p"}).total == Decimal("0.60")
 
 
@@ -639,7 +639,7 @@ def test_the_gateway_does_not_override_an_admins_rate_but_is_seen(staff, owner, 
     money.learn_rate(render, Decimal("1.85"))
     html = html_of(client_for(owner).get(reverse("rates")))
     cells = cell_row(html, "rate-card", "key", "1080p")
-    assert cells[2:5] == ["$0.25/s", "Set by an admin by sam", "0\xa0minutes ago"]
+    assert cells[2:5] == ["$0.25/s", "Set by an admin (sam)", "0\xa0minutes ago"]
 
 
 # --- reconciliation --------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """A clip's detail page, its review and comments, the "to review" queue: access, fragments, escaping, queries.
 
 People: Olivia (owner, a member of Acme), Tom (teammate, member), Rita (reviewer), Ada (admin), Oscar (outsider).
-Decisions pinned here: reviewers and admins review their teammates' renders and their own (the queue lists only
-others'); private renders are never reviewed; only finished clips are reviewed; comments pinned to a moment come
+Decisions pinned here: reviewers and admins review their teammates' renders, never their own (a second pair of
+eyes is the point; the queue lists only others' too); private renders are never reviewed; only finished clips are reviewed; comments pinned to a moment come
 in the order of the clip, then the comments about the whole clip, each oldest first.
 """
 
@@ -230,11 +230,11 @@ def test_review_sends_anonymous_users_to_login(client, clip):
     assert htmx.status_code == 204 and htmx["HX-Redirect"].startswith(reverse("login"))
 
 
-def test_a_reviewer_may_review_their_own_render(reviewer, team):
+def test_a_reviewer_may_not_review_their_own_render(reviewer, team):
     own = make_render(reviewer, team)
-    assert review(reviewer, own).status_code == 200
+    assert review(reviewer, own).status_code == 403
     own.refresh_from_db()
-    assert own.review_state == ReviewState.APPROVED and own.reviewed_by == reviewer
+    assert own.review_state == ReviewState.NEEDS_REVIEW and not Review.objects.exists()
 
 
 def test_a_private_render_is_never_reviewed(reviewer, owner, team):
@@ -661,3 +661,11 @@ def test_a_reviewer_pins_a_comment_seeks_to_it_and_approves_without_a_reload(
         "approved",
         "changes_requested",
     ]
+
+
+def test_a_review_updates_the_to_review_badge_in_the_same_answer(reviewer, owner, team):
+    waiting = [make_render(owner, team) for _ in range(2)]
+    response = client_for(reviewer).post(url("review", waiting[0]), {"state": "approved"}, **HTMX)
+    html = response.content.decode()
+    assert '<span id="to-review-badge" hx-swap-oob="true">' in html
+    assert 'aria-label="1 to review">1</span>' in html

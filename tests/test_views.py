@@ -545,3 +545,24 @@ def test_a_hostile_prompt_is_shown_escaped_everywhere(owner_client, owner):
 def test_a_hostile_gateway_error_is_shown_escaped(owner_client, owner):
     render = make_render(owner, State.FAILED, error=EVIL)
     assert_escaped(owner_client.get(f"/renders/{render.pk}/").content.decode())
+
+
+def test_an_unknown_page_says_so_in_the_studios_own_page(owner_client):
+    response = owner_client.get("/renders/not-a-uuid/")
+    assert response.status_code == 404
+    assert "Not found" in response.content.decode() and "Back to the studio" in response.content.decode()
+
+
+def test_a_refusal_gives_its_reason_as_text_for_htmx(owner_client, make_user, settings):
+    from studio.models import Membership, Role, Team
+
+    team = Team.objects.create(name="Crew", slug="crew")
+    author = make_user("ann")
+    Membership.objects.create(team=team, user=author, role=Role.MEMBER)
+    owner = owner_client.get("/").wsgi_request.user
+    Membership.objects.create(team=team, user=owner, role=Role.MEMBER)
+    clip = make_render(author, State.COMPLETED, team=team)
+    response = owner_client.post(f"/renders/{clip.pk}/review/", {"state": "approved"}, **HTMX)
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith("text/plain")
+    assert response.content.decode() == "Only the team's reviewers can review this render."

@@ -52,10 +52,24 @@
     var card = evt.detail.content;
     var list = document.getElementById("render-list");
     if (!list || !card || !card.classList || !card.classList.contains("card")) return;
+    if (card.id && document.getElementById(card.id)) return;
     card.removeAttribute("hx-swap-oob");
     list.prepend(card);
     htmx.process(card);
   });
+
+  // The poller may bring a new card before the submit's own answer does: keep one card per render, the first.
+  function dedupeCards() {
+    var list = document.getElementById("render-list");
+    if (!list) return;
+    var seen = {};
+    list.querySelectorAll(":scope > .card[id]").forEach(function (card) {
+      if (seen[card.id]) card.remove();
+      else seen[card.id] = true;
+    });
+  }
+  document.addEventListener("htmx:afterSwap", dedupeCards);
+  document.addEventListener("htmx:oobAfterSwap", dedupeCards);
 
   // Failed requests (403 CSRF, 404, 500, network) become a toast instead of a silent button.
   function toast(text, kind) {

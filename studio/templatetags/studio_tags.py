@@ -27,3 +27,11 @@ def field_error(form, name: str, oob: bool = False) -> str:
 def per_second(rate) -> str:
     """A rate per second as people read it: "$0.10/s", "$0.23125/s"."""
     return pricing.per_second(rate)
+
+
+@register.filter
+def short_duration(value) -> str:
+    """A timedelta as the cards' ticking clock shows it: "8 s", "2 min 05 s"."""
+    seconds = max(0, round(value.total_seconds())) if value is not None else 0
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"

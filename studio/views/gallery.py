@@ -40,7 +40,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
     except BadValue as error:
         return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
     page = gallery_page(gallery_renders(request.user, filters, team), filters)
-    mark_reviewable(page.renders, access.reviewer_team_ids(request.user))
+    mark_reviewable(page.renders, access.reviewer_team_ids(request.user), request.user.pk)
     context = {
         "page": page,
         "filters": filters,

@@ -150,6 +150,7 @@ def review(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
         request,
         ("partials/review_actions.html", {"render": item, "can_review": True, "on_detail": on_detail}),
         *(history if on_detail else []),
+        ("base.html#to-review-badge", {"oob_badge": True}),  # the nav's count follows the decision
     )
 
 

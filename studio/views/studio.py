@@ -101,7 +101,9 @@ def estimate(request: HttpRequest) -> HttpResponse:
     """The live estimate of what the form holds, with each field's error swapped next to its field."""
     form = RenderForm(request.POST, check_image=False, user=request.user)
     form.is_valid()
-    context = _form_context(form, oob_errors=True, error_fields=ERROR_FIELDS)
+    # An empty prompt does not change the price: say so on submit, not while the user is still choosing.
+    fields = [f for f in ERROR_FIELDS if f != "prompt" or request.POST.get("prompt", "").strip()]
+    context = _form_context(form, oob_errors=True, error_fields=fields)
     return render(request, "studio.html#estimate", context)
 
 
