@@ -2,8 +2,9 @@
 
 People: Olivia (owner, a member of Acme), Tom (teammate, member), Rita (reviewer), Ada (admin), Oscar (outsider).
 Decisions pinned here: reviewers and admins review their teammates' renders, never their own (a second pair of
-eyes is the point; the queue lists only others' too); private renders are never reviewed; only finished clips are reviewed; comments pinned to a moment come
-in the order of the clip, then the comments about the whole clip, each oldest first.
+eyes is the point; the queue lists only others' too); private renders are never reviewed; only finished clips are
+reviewed; comments pinned to a moment come in the order of the clip, then the comments about the whole clip, each
+oldest first.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from django.core.management.base import BaseCommand, CommandError
 from studio import actions, money, pricing, reports
 from studio.models import Budget, Membership, Rate, Team
 
-
 OPERATOR = AnonymousUser()  # sees every member's lines; has no lines of its own
 
 
