@@ -301,6 +301,27 @@ def cluster(gateway, transactional_db, settings, tmp_path):
     handle.stop()
 
 
+def fresh(render):
+    """The render as the database has it now."""
+    return type(render).objects.get(pk=render.pk)
+
+
+def poll_until(render, api, done, timeout: float = 10.0):
+    """Poll a render through the lifecycle until `done(render)` holds."""
+    import time
+
+    from studio import lifecycle
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lifecycle.poll_step(render.pk, api)
+        render = fresh(render)
+        if done(render):
+            return render
+        time.sleep(0.02)
+    raise AssertionError(f"render still {render.state} after {timeout} s")
+
+
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
     import time

@@ -14,12 +14,12 @@ from decimal import Decimal
 
 import pytest
 from django.db import connections
-from django.utils import timezone
 
 from studio import money
 from studio.actions import do_submit_render
 from studio.forms import RenderForm
-from studio.models import Budget, LedgerEntry, LedgerKind, Membership, Render, Role, State, Team
+from studio.models import Budget, LedgerEntry, LedgerKind, Membership, Render, Role, Team
+from tests.test_money import spent_earlier
 
 THREADS = 8
 SORA2 = {"model": "sora2", "duration_seconds": "5", "size": "1280x720"}  # $0.50 on the card
@@ -32,27 +32,6 @@ def acme(owner, make_user):
     Membership.objects.create(team=team, user=owner, role=Role.ADMIN)
     Membership.objects.create(team=team, user=make_user("tess"), role=Role.MEMBER)
     return team
-
-
-def spent_earlier(team, user, usd: str) -> None:
-    """A render billed `usd` earlier this month, written straight into the ledger."""
-    amount = Decimal(usd)
-    render = Render.objects.create(
-        user=user,
-        team=team,
-        model="sora2",
-        prompt="An earlier render",
-        params={"duration_seconds": 5, "size": "1280x720"},
-        estimated_cost=amount,
-        rate_per_second=Decimal("0.10"),
-        state=State.COMPLETED,
-        billed_cost=amount,
-        finished_at=timezone.now(),
-    )
-    for kind in (LedgerKind.HOLD, LedgerKind.SETTLE):
-        LedgerEntry.objects.create(
-            render=render, kind=kind, amount=amount, team=team, user=user, model="sora2"
-        )
 
 
 def submit_all_at_once(users) -> list:

@@ -27,6 +27,7 @@ from studio.actions import do_cancel_render, do_submit_render
 from studio.forms import RenderForm
 from studio.gateway.client import GatewayClient
 from studio.models import AT_GATEWAY, GatewayAlert, Lease, Render, State
+from tests.conftest import fresh, poll_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,27 +91,11 @@ def submit(user, **fields) -> Render:
     return do_submit_render(user, form)
 
 
-def fresh(render: Render) -> Render:
-    return Render.objects.get(pk=render.pk)
-
-
 def sent(user, api, **fields) -> Render:
     """A render the gateway has accepted (its queued submit task is left unrun: the test drives each step)."""
     render = submit(user, **fields)
     assert lifecycle.submit_step(render.pk, api) == "submitted"
     return fresh(render)
-
-
-def poll_until(render: Render, api, done, timeout: float = 10.0) -> Render:
-    """Poll a render until `done(render)` holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lifecycle.poll_step(render.pk, api)
-        render = fresh(render)
-        if done(render):
-            return render
-        time.sleep(0.02)
-    raise AssertionError(f"render still {render.state} after {timeout} s")
 
 
 def poll_until_done(render: Render, api) -> Render:

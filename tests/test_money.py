@@ -39,6 +39,7 @@ from studio.models import (
     State,
     Team,
 )
+from tests.conftest import fresh, poll_until
 
 HOLD, SETTLE, RELEASE = LedgerKind.HOLD, LedgerKind.SETTLE, LedgerKind.RELEASE
 SORA2 = {
@@ -144,10 +145,6 @@ def submit(user, **fields) -> Render:
     return do_submit_render(user, form_for(**fields))
 
 
-def fresh(render: Render) -> Render:
-    return Render.objects.get(pk=render.pk)
-
-
 def ledger(render: Render) -> list[tuple[str, Decimal]]:
     """The render's ledger as (kind, amount), in the order written."""
     return [(e.kind, e.amount) for e in LedgerEntry.objects.filter(render=render).order_by("id")]
@@ -156,17 +153,6 @@ def ledger(render: Render) -> list[tuple[str, Decimal]]:
 def billed_by(emulator, render: Render, field: str = "credits") -> Decimal:
     """What the emulator says it billed for the render's task, in dollars (1 credit = $1)."""
     return pricing.credits_to_usd(emulator.task(render.gateway_task_id)[field])
-
-
-def poll_until(render: Render, api, done, timeout: float = 10.0) -> Render:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lifecycle.poll_step(render.pk, api)
-        render = fresh(render)
-        if done(render):
-            return render
-        time.sleep(0.02)
-    raise AssertionError(f"render still {render.state} after {timeout} s")
 
 
 def sent(user, api, **fields) -> Render:
