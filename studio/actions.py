@@ -294,10 +294,11 @@ def rerun_form(user, original: Render, client_token: str = "") -> RenderForm:
         if draft is not None and promotion_refusal(draft) is None:
             data["parent"] = str(draft.pk)
     files = {}
-    if original.init_image:
+    image_name = original.init_image.name
+    if image_name:  # a FieldFile is false exactly when its name is empty: no image
         try:
             with original.init_image.open("rb") as handle:
-                name = PurePosixPath(original.init_image.name).name
+                name = PurePosixPath(image_name).name
                 files["init_image"] = SimpleUploadedFile(name, handle.read())
         except OSError:
             pass  # the form says the image is missing (see do_rerun_render)

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 
@@ -117,14 +118,16 @@ def bench_pages(repeat: int = 20) -> dict:
     client = Client(HTTP_HOST="localhost")
     client.force_login(get_user_model().objects.get(username="bench"))
     timings = {}
-    for name, url, headers in (
+    # (name, URL, extra WSGI environ for Client.get)
+    pages: tuple[tuple[str, str, dict[str, Any]], ...] = (
         ("studio page", "/", {}),
         (
             "poll fragment",
             "/renders/poll/?" + urlencode({"since": timezone.now().isoformat()}),
             {"HTTP_HX_REQUEST": "true"},
         ),
-    ):
+    )
+    for name, url, headers in pages:
         runs = []
         for _ in range(repeat):
             t0 = time.perf_counter()
@@ -179,7 +182,8 @@ def bench_gallery(total: int = 10_000, repeat: int = 10) -> dict:
     client = Client(HTTP_HOST="localhost")
     client.force_login(people[0])
     fragment = {"HTTP_HX_REQUEST": "true"}
-    cases = (
+    # (name, query, extra WSGI environ for Client.get)
+    cases: tuple[tuple[str, dict[str, str], dict[str, Any]], ...] = (
         ("gallery first page (24 of 10,000)", {}, {}),
         ("gallery sorted by cost", {"sort": "cost"}, {}),
         ("gallery tag + search", {"tag": "campaign-3", "q": "harbour"}, {}),

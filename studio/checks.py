@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -13,7 +13,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 @register()
 def check_gateway_settings(app_configs=None, **kwargs) -> list:
     """The gateway URL, result hosts, queue timings and data directory must make sense together."""
-    errors = []
+    errors: list[CheckMessage] = []
     base = urlsplit(settings.BYTESPIKE_BASE_URL)
     if base.scheme not in ("http", "https") or not base.hostname:
         errors.append(

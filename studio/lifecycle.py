@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connections
@@ -52,7 +53,8 @@ DOWNLOAD_LEASE = timedelta(minutes=3)
 LOST_TASK_AFTER_404S = 5
 POLL_ERROR_ALERT_AFTER = 20
 # Settled for outcomes the gateway documents as not billed (4xx/5xx at submit, failed tasks, free cancels).
-NOTHING_BILLED = {"billed_cost": Decimal("0"), "billed_credits": Decimal("0")}
+# Column values for advance(**fields): dict[str, Any], as they mix values and F() expressions.
+NOTHING_BILLED: dict[str, Any] = {"billed_cost": Decimal("0"), "billed_credits": Decimal("0")}
 
 
 def client_factory() -> GatewayClient:
@@ -65,9 +67,10 @@ def client_factory() -> GatewayClient:
 
 def image_reference(render: Render) -> str | None:
     """How the init image reaches the gateway: a data: URI of the validated upload."""
-    if not render.init_image:
+    name = render.init_image.name
+    if not name:  # a FieldFile is false exactly when its name is empty: no image
         return None
-    name = render.init_image.name.lower()
+    name = name.lower()
     mime = "image/png" if name.endswith(".png") else "image/webp" if name.endswith(".webp") else "image/jpeg"
     with render.init_image.open("rb") as handle:
         encoded = base64.b64encode(handle.read()).decode("ascii")
@@ -105,7 +108,7 @@ def submit_step(render_id, client: GatewayClient | None = None) -> str:
             client.close()
     GatewayAlert.resolve(GatewayAlert.Kind.CREDENTIALS)
     state = State.RUNNING if submission.status == TaskState.RUNNING else State.QUEUED
-    accepted = {
+    accepted: dict[str, Any] = {
         "gateway_task_id": submission.task_id,
         "gateway_estimated_credits": submission.estimated_credits,
         "submitted_at": timezone.now(),
@@ -337,7 +340,7 @@ def _billed(status_credits: Decimal | None) -> dict:
 
 def apply_status(render: Render, status: TaskStatus) -> str:
     """Write what a poll said, by conditional update from the state the render was in."""
-    counted = {"poll_count": F("poll_count") + 1, "poll_errors": 0}
+    counted: dict[str, Any] = {"poll_count": F("poll_count") + 1, "poll_errors": 0}
     if status.state == TaskState.COMPLETED:
         if not status.result_url:
             log.warning("Render %s completed without a result URL; polling again", render.pk)
@@ -383,7 +386,7 @@ def apply_status(render: Render, status: TaskStatus) -> str:
             render.pk, AT_GATEWAY, target, error=message, error_code=status.error_code, **billed, **counted
         )
         return str(target)
-    fields = dict(counted)
+    fields: dict[str, Any] = dict(counted)
     if status.progress is not None:
         fields["progress"] = (
             max(status.progress, render.progress) if render.state == State.RUNNING else status.progress

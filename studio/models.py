@@ -67,10 +67,11 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"  # also manages members (and budgets)
 
 
-ROLE_RANK = {Role.MEMBER: 1, Role.REVIEWER: 2, Role.ADMIN: 3}
+# Keyed by str: a Role is a str, and stored roles (Membership.role) come back from the database as plain str.
+ROLE_RANK: dict[str, int] = {Role.MEMBER: 1, Role.REVIEWER: 2, Role.ADMIN: 3}
 
 
-class RenderQuerySet(models.QuerySet):
+class RenderQuerySet(models.QuerySet["Render"]):
     def for_user(self, user) -> RenderQuerySet:
         """Renders this user may see: their own, and their teams' renders that are not private."""
         if not user.is_authenticated:
@@ -147,6 +148,11 @@ class Render(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)  # reached a terminal state
 
     objects = RenderQuerySet.as_manager()
+
+    # Not columns: what some pages set on the instances they show (declared here for the type checker only).
+    reviewable: bool  # whether the viewer may review it: gallery.mark_reviewable
+    rerun_cost: Decimal  # the lineage page's re-run price at today's rates (views.lineage)
+    rerun_token: uuid.UUID  # the lineage page's re-run client token (views.lineage)
 
     class Meta:
         ordering = ["-created_at"]
@@ -364,6 +370,9 @@ class Membership(models.Model):
         # No default ordering: it would join team and user into every access check. Lists order explicitly.
         constraints = [models.UniqueConstraint(fields=["team", "user"], name="membership_once")]
 
+    # Not a column: the team page marks the only admin, who cannot lose the role (views.teams), type checker only.
+    last_admin: bool
+
     def __str__(self) -> str:
         return f"{self.user} in {self.team} ({self.role})"
 
@@ -474,6 +483,13 @@ class Rate(models.Model):
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    # Not columns: what the rate card page shows beside each line (views.money._rates_context), type checker only.
+    label: str  # the model's name
+    example_seconds: int  # an example render's length...
+    example: Decimal  # ...and its cost at this rate
+    error: str  # the failed edit's error on this line
+    value: Decimal | str  # the input's value: the rate, or what the failed edit sent
 
     class Meta:
         ordering = ["model", "rate_key"]

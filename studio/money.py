@@ -109,11 +109,8 @@ class BudgetStatus:
 
     @property
     def scope(self) -> str:
-        return (
-            f"{self.budget.user.get_username()}'s"
-            if self.budget.user_id
-            else f"team {self.budget.team.name}'s"
-        )
+        user = self.budget.user  # no query when the budget is the team's (user_id empty)
+        return f"{user.get_username()}'s" if user is not None else f"team {self.budget.team.name}'s"
 
     def percent(self, amount: Decimal) -> float:
         return float(min(Decimal(100), amount * 100 / self.limit)) if self.limit else 100.0

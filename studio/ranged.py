@@ -112,7 +112,7 @@ def ranged_file_response(
     *,
     filename: str | None = None,
     as_attachment: bool = False,
-) -> HttpResponse:
+) -> HttpResponse | StreamingHttpResponse:
     """Answer ``request`` with the file at ``path``, honouring a single byte range.
 
     Raises Http404 when the file does not exist. Only GET requests have their Range looked at (RFC
@@ -160,7 +160,7 @@ def ranged_file_response(
 
     if response.status_code != 416:
         response.headers["Content-Type"] = content_type
-        disposition = content_disposition_header(as_attachment, filename)
+        disposition = content_disposition_header(as_attachment, filename or "")  # no name: no filename=
         if disposition:
             response.headers["Content-Disposition"] = disposition
         else:

@@ -17,13 +17,18 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import TruncDate
 
 from studio import money, pricing
 from studio.catalog import MODELS
 from studio.models import IN_FLIGHT, TERMINAL, Budget, LedgerEntry, LedgerKind, Render, State, Tag, Team
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 ZERO = Decimal("0")
 MAX_TOLERANCE = Decimal("1000")
@@ -119,7 +124,7 @@ class Scope:
     """Whose money a page shows, and whether the viewer may see every member's lines."""
 
     team: Team | None  # None: the viewer's personal renders
-    viewer: object
+    viewer: User | AnonymousUser  # AnonymousUser: the `money` command's operator (no lines of its own)
     sees_everyone: bool  # a team admin, or anyone looking at their own personal spend
 
     @property
@@ -130,20 +135,27 @@ class Scope:
     def param(self) -> str:
         return "personal" if self.team is None else str(self.team.pk)
 
+    def person(self) -> User:
+        """The viewer, where the scope needs a person: personal renders, one's own lines. The operator only looks
+        at a team's money and sees every line, so never gets here."""
+        if isinstance(self.viewer, AnonymousUser):
+            raise ValueError("The operator has no personal renders and no lines of their own.")
+        return self.viewer
+
     def ledger(self) -> QuerySet:
         """Every ledger entry of the scope (team totals are shown to all its members)."""
         if self.team is None:
-            return LedgerEntry.objects.filter(team__isnull=True, user=self.viewer)
+            return LedgerEntry.objects.filter(team__isnull=True, user=self.person())
         return LedgerEntry.objects.filter(team=self.team)
 
     def ledger_lines(self) -> QuerySet:
         """The entries the viewer may see line by line: all for admins, their own for other members."""
         rows = self.ledger()
-        return rows if self.sees_everyone else rows.filter(user=self.viewer)
+        return rows if self.sees_everyone else rows.filter(user=self.person())
 
     def renders(self) -> QuerySet:
         if self.team is None:
-            return Render.objects.filter(team__isnull=True, user=self.viewer)
+            return Render.objects.filter(team__isnull=True, user=self.person())
         return Render.objects.filter(team=self.team)
 
 
@@ -307,7 +319,8 @@ def spend_report(scope: Scope, month: Month, members: list | None = None) -> Spe
     for user_id, row in held_by_user.items():
         lines.setdefault(user_id, Line(str(user_id), row["user__username"])).held = row["total"]
     if not scope.sees_everyone:
-        lines = {viewer_id: lines.get(viewer_id) or Line(str(viewer_id), scope.viewer.get_username())}
+        me = scope.person()
+        lines = {me.pk: lines.get(me.pk) or Line(str(me.pk), me.get_username())}
     by_user = sorted(lines.values(), key=lambda line: (-line.spent, -line.held, line.label.lower()))
 
     # 4: per model

@@ -115,7 +115,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "studio.sqlite3",
+            "NAME": str(DATA_DIR / "studio.sqlite3"),
             "OPTIONS": {},
         }
     }

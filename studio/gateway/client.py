@@ -282,7 +282,8 @@ class Adapter:
     def _task_status(task_id: str, body: dict, result_url, expires_at) -> TaskStatus:
         """A poll answer as a TaskStatus; the protocols differ only in where the result URL and expiry sit."""
         state, recognised = _state(task_id, body.get("status"))
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        raw_error = body.get("error")
+        error = raw_error if isinstance(raw_error, dict) else {}
         completed_at = _when(body.get("completed_at"))
         return TaskStatus(
             task_id=task_id,
@@ -374,7 +375,8 @@ class TasksAdapter(Adapter):
 
     def poll(self, task_id: str) -> TaskStatus:
         body = _json_object(self._send("GET", "/v1/tasks/query", params={"task_id": task_id}))
-        result = body.get("result") if isinstance(body.get("result"), dict) else {}
+        raw_result = body.get("result")
+        result = raw_result if isinstance(raw_result, dict) else {}
         expires = result.get("expires_at") or body.get("expires_at")
         return self._task_status(task_id, body, result.get("video_url"), expires)
 

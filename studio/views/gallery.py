@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.http import require_POST, require_safe
@@ -27,12 +28,13 @@ from studio.gallery import (
     next_page_query,
     parse_filters,
 )
+from studio.htmx import AuthenticatedHtmxRequest
 from studio.models import ReviewState, State
 
 
 @login_required
 @require_safe
-def gallery(request: HttpRequest) -> HttpResponse:
+def gallery(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """A grid of clips, filtered and sorted; an HTMX request (filter change or scroll) gets just the page."""
     team = access.active_team(request.user)
     try:
@@ -74,18 +76,27 @@ def _filter_bar(team, filters) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class StarButton:
+    """What the star button partial (gallery.html#star) reads of its `render`: which clip, and whether this user
+    starred it. In the gallery that is a render with the `is_starred` annotation (gallery.gallery_renders)."""
+
+    pk: uuid.UUID
+    is_starred: bool
+
+
 @login_required
 @require_POST
-def star(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def star(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Star or unstar a clip for the current user; answers with the star button."""
     item = access.get_render_for_user(request.user, render_id)
-    item.is_starred = actions.do_toggle_star(request.user, item)
-    return render(request, "gallery.html#star", {"render": item})
+    starred = actions.do_toggle_star(request.user, item)
+    return render(request, "gallery.html#star", {"render": StarButton(item.pk, starred)})
 
 
 @login_required
 @require_POST
-def tag_add(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def tag_add(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Tag a clip; a bad name leaves the tags as they were and says why in a toast."""
     item = access.get_render_for_user(request.user, render_id)
     try:
@@ -97,7 +108,7 @@ def tag_add(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def tag_remove(request: HttpRequest, render_id: uuid.UUID, name: str) -> HttpResponse:
+def tag_remove(request: AuthenticatedHtmxRequest, render_id: uuid.UUID, name: str) -> HttpResponse:
     """Remove a tag from a clip (already gone is fine); answers with the tags."""
     item = access.get_render_for_user(request.user, render_id)
     actions.do_remove_tag(item, name)

@@ -15,14 +15,14 @@ from decimal import Decimal
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from studio import access, actions, money, pricing
-from studio.htmx import render_partials
+from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render
 from studio.views.studio import poller_since
 
@@ -70,7 +70,7 @@ def lineage_for(user, item: Render) -> Lineage:
 
 @login_required
 @require_safe
-def lineage(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def lineage(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """A draft and its Pro renders side by side, with synchronised players and the lineage's combined cost."""
     current = access.get_render_for_user(request.user, render_id)
     family = lineage_for(request.user, current)
@@ -83,7 +83,7 @@ def lineage(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def rerun(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def rerun(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Render a clip again exactly, as the requester's own new render; the toast says what it costs."""
     original = access.get_render_for_user(request.user, render_id)  # VIEW: see the module docstring
     outcome = actions.do_rerun_render(request.user, original, request.POST.get("client_token", ""))

@@ -28,6 +28,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from studio import access, actions, pricing, reports
 from studio.catalog import MODELS
+from studio.htmx import AuthenticatedHtmxRequest
 from studio.models import Budget, Membership, Rate, Role
 
 # --- helpers --------------------------------------------------------------------------------------------------
@@ -46,7 +47,7 @@ def answers_400(view):
     return wrapper
 
 
-def _scope(request: HttpRequest, value: str, role: str = Role.MEMBER) -> reports.Scope:
+def _scope(request: AuthenticatedHtmxRequest, value: str, role: str = Role.MEMBER) -> reports.Scope:
     """Whose money: a team the user belongs to with `role` (else 404/403), or their personal renders."""
     user = request.user
     if value == "personal":
@@ -92,7 +93,7 @@ def _members(team) -> list:
 @login_required
 @require_safe
 @answers_400
-def spend(request: HttpRequest) -> HttpResponse:
+def spend(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """A team's (or one's personal) spend for a month: totals, a chart per day, tables, budget bars."""
     scope = _scope(request, request.GET.get("team", ""))
     month = reports.parse_month(request.GET.get("month"))
@@ -111,7 +112,7 @@ class _Echo:
 @login_required
 @require_safe
 @answers_400
-def ledger_csv(request: HttpRequest) -> StreamingHttpResponse:
+def ledger_csv(request: AuthenticatedHtmxRequest) -> StreamingHttpResponse:
     """The month's ledger as CSV, streamed: every entry for team admins, one's own for other members."""
     scope = _scope(request, request.GET.get("team", ""))
     month = reports.parse_month(request.GET.get("month"))
@@ -195,7 +196,7 @@ def _budgets_context(scope: reports.Scope, form: BudgetsForm | None = None, data
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 @answers_400
-def budgets(request: HttpRequest) -> HttpResponse:
+def budgets(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """The team's monthly budget and its members' (team admins only); POST saves them."""
     if request.method == "POST":
         return _save_budgets(request)
@@ -203,7 +204,7 @@ def budgets(request: HttpRequest) -> HttpResponse:
     return render(request, "budgets.html", _budgets_context(scope))
 
 
-def _save_budgets(request: HttpRequest) -> HttpResponse:
+def _save_budgets(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """Save the budgets that changed (blank removes one); errors stay on their field."""
     scope = _scope(request, request.POST.get("team", ""), Role.ADMIN)
     if scope.team is None:
@@ -235,7 +236,7 @@ class RateForm(forms.Form):
     )
 
 
-def _rates_context(request: HttpRequest, failed: tuple[int, RateForm] | None = None) -> dict:
+def _rates_context(request: AuthenticatedHtmxRequest, failed: tuple[int, RateForm] | None = None) -> dict:
     """Every line of the card, with an example render's cost; the failed edit keeps its value and error."""
     lines = list(Rate.objects.select_related("updated_by").order_by("model", "rate_key"))
     for line in lines:
@@ -258,14 +259,14 @@ def _rates_context(request: HttpRequest, failed: tuple[int, RateForm] | None = N
 
 @login_required
 @require_safe
-def rates(request: HttpRequest) -> HttpResponse:
+def rates(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """The rate card: model, resolution, dollars per second, where the figure came from, when last seen."""
     return render(request, "rates.html", _rates_context(request))
 
 
 @login_required
 @require_POST
-def rate_set(request: HttpRequest, rate_id: int) -> HttpResponse:
+def rate_set(request: AuthenticatedHtmxRequest, rate_id: int) -> HttpResponse:
     """Set a line of the rate card (staff only); the gateway no longer overrides it."""
     if not request.user.is_staff:
         raise PermissionDenied("Only staff edit the rate card.")
@@ -291,7 +292,7 @@ def rate_set(request: HttpRequest, rate_id: int) -> HttpResponse:
 @login_required
 @require_safe
 @answers_400
-def reconcile(request: HttpRequest) -> HttpResponse:
+def reconcile(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """Renders billed beyond a tolerance of their estimate, and renders still holding money (team admins)."""
     scope = _scope(request, request.GET.get("team", ""), Role.ADMIN)
     tolerance = reports.parse_tolerance(request.GET.get("tolerance"))

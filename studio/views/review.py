@@ -14,13 +14,13 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import F
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from studio import access, actions, money
-from studio.htmx import render_partials
+from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render, ReviewState, State
 
 MAX_TEXT = 2000
@@ -103,7 +103,7 @@ def _clip_seconds(item: Render) -> float:
     return item.video_duration or float(item.duration_seconds)
 
 
-def _detail_context(request: HttpRequest, item: Render) -> dict:
+def _detail_context(request: AuthenticatedHtmxRequest, item: Render) -> dict:
     visible = Render.objects.for_user(request.user)
     billed = item.billed_cost
     return {
@@ -124,7 +124,7 @@ def _detail_context(request: HttpRequest, item: Render) -> dict:
 
 @login_required
 @require_safe
-def detail(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def detail(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """One clip: player, prompt, parameters, cost, timings, review, comments, lineage and actions."""
     item = access.get_render_for_user(request.user, render_id)
     return render(request, "detail.html", _detail_context(request, item))
@@ -132,7 +132,7 @@ def detail(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def review(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def review(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Record a review decision; answers with the review actions, and from the detail page its history too."""
     item = access.get_render_for_user(request.user, render_id, access.Need.REVIEW)
     form = ReviewForm(request.POST)
@@ -156,7 +156,7 @@ def review(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def comment_add(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def comment_add(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Add a comment, optionally pinned to a moment of the clip; answers with the comments list."""
     item = access.get_render_for_user(request.user, render_id)
     form = CommentForm(request.POST, clip_seconds=_clip_seconds(item))
@@ -170,7 +170,7 @@ def comment_add(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def private(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def private(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Make a render private or shared with its team (its author only); the review actions follow."""
     item = access.get_render_for_user(request.user, render_id, access.Need.OWN)
     value = request.POST.get("private")
@@ -189,7 +189,7 @@ def private(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_safe
-def review_queue(request: HttpRequest) -> HttpResponse:
+def review_queue(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """Finished clips waiting for this user's review, oldest first, each with its review actions."""
     team_ids = access.reviewer_team_ids(request.user)
     renders = []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
@@ -17,7 +17,7 @@ from django_htmx.http import HttpResponseStopPolling
 from studio import access, actions, money
 from studio.catalog import MODELS, SORA2, SORA2_PRO
 from studio.forms import RenderForm, promotion_refusal
-from studio.htmx import render_partials
+from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render
 from studio.ranged import ranged_file_response
 
@@ -45,7 +45,7 @@ def _form_context(form: RenderForm, **extra) -> dict:
     }
 
 
-def _studio_context(request: HttpRequest, form: RenderForm | None = None) -> dict:
+def _studio_context(request: AuthenticatedHtmxRequest, form: RenderForm | None = None) -> dict:
     form = form or RenderForm(initial={"client_token": uuid.uuid4(), "model": SORA2})
     since = _now()  # before the query: a card changed while the page renders is polled again, never lost
     renders = list(Render.objects.mine(request.user)[:PAGE_SIZE])
@@ -70,14 +70,14 @@ def _default_estimate():
 
 @login_required
 @require_safe
-def studio(request: HttpRequest) -> HttpResponse:
+def studio(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """The prompt studio: the form (pre-filled by ?promote=<id> or ?remix=<id>), the estimate and "My renders"."""
     form, notice = _prefilled(request)
     context = _studio_context(request, form)
     return render(request, "studio.html", {**context, **notice})
 
 
-def _prefilled(request: HttpRequest) -> tuple[RenderForm | None, dict]:
+def _prefilled(request: AuthenticatedHtmxRequest) -> tuple[RenderForm | None, dict]:
     """The form pre-filled from a render the user may see (404 otherwise), and what the page says about it."""
     key = "promote" if "promote" in request.GET else "remix" if "remix" in request.GET else None
     if key is None:
@@ -97,7 +97,7 @@ def _prefilled(request: HttpRequest) -> tuple[RenderForm | None, dict]:
 
 @login_required
 @require_POST
-def estimate(request: HttpRequest) -> HttpResponse:
+def estimate(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """The live estimate of what the form holds, with each field's error swapped next to its field."""
     form = RenderForm(request.POST, check_image=False, user=request.user)
     form.is_valid()
@@ -109,7 +109,7 @@ def estimate(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def submit(request: HttpRequest) -> HttpResponse:
+def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """Validate and queue a render; the new card goes to the top of "My renders"."""
     form = RenderForm(request.POST, request.FILES, user=request.user)
     if not form.is_valid():
@@ -136,7 +136,7 @@ def submit(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _form_with_errors(request: HttpRequest, form: RenderForm) -> HttpResponse:
+def _form_with_errors(request: AuthenticatedHtmxRequest, form: RenderForm) -> HttpResponse:
     """The form again with its errors: in place for htmx, as the whole page (400) otherwise."""
     if not request.htmx:
         return render(request, "studio.html", _studio_context(request, form), status=400)
@@ -159,7 +159,7 @@ def _parse_since(value: str) -> datetime | None:
         return None
 
 
-def poller_since(request: HttpRequest) -> str:
+def poller_since(request: AuthenticatedHtmxRequest) -> str:
     """Where a restarted poller resumes: the page's poller's own `since` (sent along), so no change is skipped."""
     since = _parse_since(request.POST.get("since", ""))
     now = timezone.now()
@@ -168,7 +168,7 @@ def poller_since(request: HttpRequest) -> str:
 
 @login_required
 @require_safe
-def poll(request: HttpRequest) -> HttpResponse:
+def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """One poller per page: the cards that changed since `since`, out of band; 286 once nothing is in flight."""
     since = _parse_since(request.GET.get("since", ""))
     if since is None:
@@ -189,7 +189,7 @@ def poll(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def cancel(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def cancel(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Cancel a render the user owns; the card says what it cost."""
     outcome = actions.do_cancel_render(access.get_render_for_user(request.user, render_id, access.Need.OWN))
     messages.info(request, outcome.message)
@@ -202,7 +202,7 @@ def cancel(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_safe
-def card(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def card(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """One render's card."""
     item = access.get_render_for_user(request.user, render_id)
     return render(request, "studio.html#render-card", {"render": item})
@@ -210,7 +210,7 @@ def card(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_safe
-def video(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def video(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse | StreamingHttpResponse:
     """The finished clip, with Range support so the player can seek."""
     item = access.get_render_for_user(request.user, render_id)
     if not item.video:
@@ -227,7 +227,7 @@ def video(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_safe
-def poster(request: HttpRequest, render_id: uuid.UUID) -> HttpResponse:
+def poster(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse | StreamingHttpResponse:
     """The clip's poster frame."""
     item = access.get_render_for_user(request.user, render_id)
     if not item.poster:

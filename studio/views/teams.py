@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from studio import access, actions
-from studio.htmx import render_partials
+from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import ROLE_RANK, Membership, Role, Team
 
 # --- forms ----------------------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ class RoleForm(forms.Form):
 # --- context --------------------------------------------------------------------------------------------------
 
 
-def _teams_context(request: HttpRequest, form: TeamForm) -> dict:
+def _teams_context(request: AuthenticatedHtmxRequest, form: TeamForm) -> dict:
     mine = Membership.objects.filter(user=request.user).select_related("team").order_by("team__name")
     return {"form": form, "my_memberships": list(mine)}
 
@@ -93,7 +93,7 @@ def _team_context(team: Team, me: Membership, form: MemberForm | None = None, **
     }
 
 
-def _members_response(request: HttpRequest, team: Team) -> HttpResponse:
+def _members_response(request: AuthenticatedHtmxRequest, team: Team) -> HttpResponse:
     """After a change: the fresh member list (htmx), or the team page (a plain form post), or the teams page
     when the admin just removed themselves."""
     me = access.membership(request.user, team.pk)
@@ -111,7 +111,7 @@ def _members_response(request: HttpRequest, team: Team) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def team_list(request: HttpRequest) -> HttpResponse:
+def team_list(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """The user's teams and their role in each (GET); create a team, its creator its admin (POST)."""
     if request.method != "POST":
         return render(request, "teams.html", _teams_context(request, TeamForm()))
@@ -129,7 +129,7 @@ def team_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "HEAD"])
-def team_detail(request: HttpRequest, team_id: uuid.UUID) -> HttpResponse:
+def team_detail(request: AuthenticatedHtmxRequest, team_id: uuid.UUID) -> HttpResponse:
     """A team's members and roles; its admins also manage them here."""
     team, me = access.get_team_for_user(request.user, team_id)
     return render(request, "team.html", _team_context(team, me))
@@ -137,7 +137,7 @@ def team_detail(request: HttpRequest, team_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def member_add(request: HttpRequest, team_id: uuid.UUID) -> HttpResponse:
+def member_add(request: AuthenticatedHtmxRequest, team_id: uuid.UUID) -> HttpResponse:
     """Add a user to the team by username, with a role (admins only)."""
     team, me = access.get_team_for_user(request.user, team_id, Role.ADMIN)
     form = MemberForm(request.POST, team=team)
@@ -168,7 +168,7 @@ def member_add(request: HttpRequest, team_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def member_role(request: HttpRequest, team_id: uuid.UUID, membership_id: int) -> HttpResponse:
+def member_role(request: AuthenticatedHtmxRequest, team_id: uuid.UUID, membership_id: int) -> HttpResponse:
     """Change a member's role (admins only); the last admin keeps theirs."""
     team, _ = access.get_team_for_user(request.user, team_id, Role.ADMIN)
     member = get_object_or_404(Membership.objects.select_related("user"), pk=membership_id, team=team)
@@ -186,7 +186,7 @@ def member_role(request: HttpRequest, team_id: uuid.UUID, membership_id: int) ->
 
 @login_required
 @require_POST
-def member_remove(request: HttpRequest, team_id: uuid.UUID, membership_id: int) -> HttpResponse:
+def member_remove(request: AuthenticatedHtmxRequest, team_id: uuid.UUID, membership_id: int) -> HttpResponse:
     """Remove a member (admins only): their access to the team's renders ends at once."""
     team, _ = access.get_team_for_user(request.user, team_id, Role.ADMIN)
     member = get_object_or_404(Membership.objects.select_related("user"), pk=membership_id, team=team)
@@ -200,7 +200,7 @@ def member_remove(request: HttpRequest, team_id: uuid.UUID, membership_id: int) 
 
 @login_required
 @require_POST
-def team_switch(request: HttpRequest) -> HttpResponse:
+def team_switch(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """Pick the team new renders go to (empty: personal); only a team the user belongs to."""
     value = request.POST.get("team", "")
     team = None

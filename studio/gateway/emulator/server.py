@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeGuard, overload
 from urllib.parse import parse_qs, urlsplit
 
 from . import video
@@ -151,7 +152,7 @@ def _jitter(task_id: str, salt: str) -> float:
     return 0.85 + 0.30 * (int.from_bytes(digest[:4], "big") / 0xFFFFFFFF)
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -179,6 +180,10 @@ def _check_prompt(body: dict) -> str:
     return prompt
 
 
+@overload
+def _check_choice(body: dict, field: str, choices: tuple[str, ...], default: str) -> str: ...
+@overload
+def _check_choice(body: dict, field: str, choices: tuple[str, ...], default: None) -> str | None: ...
 def _check_choice(body: dict, field: str, choices: tuple[str, ...], default: str | None) -> str | None:
     value = body.get(field)
     if value is None:
@@ -316,12 +321,17 @@ class Emulator:
 
     def bind(self) -> Emulator:
         """Bind the listening socket (idempotent) and resume renders of tasks loaded from disk."""
+        self._bound()
+        return self
+
+    def _bound(self) -> _Server:
+        """The listening server, bound (and the renders of loaded tasks resumed) on the first call."""
         if self._httpd is None:
             self._httpd = _Server((self.config.host, self.config.port), _Handler)
             self._httpd.emulator = self
             self._executor = ThreadPoolExecutor(max_workers=MAX_RENDERS, thread_name_prefix="emulator-render")
-            self._resume_renders()
-        return self
+            self._resume_renders(self._executor)
+        return self._httpd
 
     @property
     def port(self) -> int:
@@ -343,9 +353,9 @@ class Emulator:
     def start(self) -> Emulator:
         if self._thread is not None:
             return self
-        self.bind()
+        httpd = self._bound()
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="emulator-http", daemon=True
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="emulator-http", daemon=True
         )
         self._thread.start()
         log.info("Gateway emulator listening on %s", self.base_url)
@@ -353,9 +363,9 @@ class Emulator:
 
     def serve_forever(self) -> None:
         """Serve in the foreground until KeyboardInterrupt (or SystemExit from a signal handler)."""
-        self.bind()
+        httpd = self._bound()
         try:
-            self._httpd.serve_forever(poll_interval=0.5)
+            httpd.serve_forever(poll_interval=0.5)
         except KeyboardInterrupt:
             pass
         finally:
@@ -490,7 +500,7 @@ class Emulator:
     def _clip_path(self, task_id: str) -> Path:
         return self.clips_dir / f"{task_id}.mp4"
 
-    def _resume_renders(self) -> None:
+    def _resume_renders(self, executor: ThreadPoolExecutor) -> None:
         with self._lock:
             for task_id, record in self._tasks.items():
                 if record.get("cancelled_at") is not None or record.get("render_error"):
@@ -501,7 +511,7 @@ class Emulator:
                         record["file_ready_at"] = max(record["submitted_at"], clip.stat().st_mtime)
                     continue
                 record["file_ready_at"] = None
-                self._executor.submit(self._render, task_id)
+                executor.submit(self._render, task_id)
             self._save()
 
     def _create_task(self, spec: dict, fail: dict | None) -> dict:
@@ -786,7 +796,9 @@ class _Server(http.server.ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, which can stall without DNS; it is not needed.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        # (host, port) for AF_INET, (host, port, flowinfo, scope_id) for AF_INET6
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
 
 ROUTES: list[tuple[re.Pattern, dict[str, str]]] = [
@@ -861,7 +873,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks, total = [], 0
+            chunks: list[bytes] = []
+            total = 0
             while True:
                 line = self.rfile.readline(1024)
                 size = int(line.split(b";")[0].strip() or b"0", 16)
@@ -1125,7 +1138,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             html = b"<!doctype html><html><head><title>Sign in</title></head><body>Sign in.</body></html>"
             self._send(200, html, "text/html; charset=utf-8")
             return
-        if kind == "redirect":
+        if kind == "redirect" and fault is not None:  # a kind comes from a fault
             location = str(fault.get("location") or "/")
             self._send(302, b"", "text/plain", {"Location": location})
             return

@@ -63,10 +63,10 @@ def _prepare_image(data: bytes, width: int, height: int, dest: Path) -> bool:
     except ImportError:  # pragma: no cover - Pillow is a project dependency
         return False
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > 40_000_000:
+        with Image.open(io.BytesIO(data)) as opened:
+            if opened.width * opened.height > 40_000_000:
                 return False
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            image = ImageOps.exif_transpose(opened).convert("RGB")
             fitted = ImageOps.fit(image, (width, height), method=Image.Resampling.LANCZOS)
             fitted.save(dest, format="PNG")
     except Exception:  # noqa: BLE001 - any undecodable image falls back to the test pattern

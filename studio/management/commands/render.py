@@ -72,7 +72,7 @@ class Command(BaseCommand):
             raise CommandError("Give a prompt, or --from FILE.jsonl.")
         forms = [(where, self._bind(fields, image, where)) for where, fields, image in requests]
         where_to = {} if team is None else {"team": team}
-        renders = []
+        renders: list[Render] = []
         for where, form in forms:
             try:
                 render = do_submit_render(user, form, **where_to)
@@ -150,7 +150,7 @@ class Command(BaseCommand):
         form = RenderForm({k: str(v) for k, v in fields.items()}, files)
         if not form.is_valid():
             problems = "; ".join(
-                f"{name if name != '__all__' else 'form'}: {' '.join(errors)}"
+                f"{name if name != '__all__' else 'form'}: {' '.join(str(error) for error in errors)}"
                 for name, errors in form.errors.items()
             )
             raise CommandError(f"{where}: {problems}")

@@ -6,6 +6,7 @@ The same actions and rules as the team pages: a team keeps at least one admin; a
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -67,7 +68,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{options['username']} was removed from {options['slug']}.")
 
     def _list(self, options: dict) -> None:
-        rows = [
+        rows: list[dict[str, Any]] = [  # as JSON: {"slug", "name", "members": [{"username", "role"}]}
             {
                 "slug": team.slug,
                 "name": team.name,
