@@ -44,7 +44,7 @@ test-scaled: setup ## The suite on PostgreSQL + Redis (skips with a reason if th
 bench: setup ## Measured speed: poller cadence with hundreds of renders in flight, page render times
 	STUDIO_DATA_DIR=$(CURDIR)/var/bench $(PY) -m studio.bench
 
-lint: setup ## ruff lint and format check, mypy with django-stubs, mypy type check
+lint: setup ## ruff lint and format check, mypy with django-stubs
 	$(PY) -m ruff check studio tests
 	$(PY) -m ruff format --check studio tests
 	$(PY) -m mypy studio
