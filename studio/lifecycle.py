@@ -66,10 +66,15 @@ def client_factory() -> GatewayClient:
 
 
 def image_reference(render: Render) -> str | None:
-    """How the init image reaches the gateway: a data: URI of the validated upload."""
+    """How the init image reaches the gateway: a signed, expiring URL of the studio's when STUDIO_PUBLIC_URL says
+    where the gateway can reach it (the pages ask for a URL), else a data: URI of the validated upload."""
     name = render.init_image.name
     if not name:  # a FieldFile is false exactly when its name is empty: no image
         return None
+    if settings.STUDIO_PUBLIC_URL:
+        from studio.views.public import init_image_path
+
+        return settings.STUDIO_PUBLIC_URL + init_image_path(render)
     name = name.lower()
     mime = "image/png" if name.endswith(".png") else "image/webp" if name.endswith(".webp") else "image/jpeg"
     with render.init_image.open("rb") as handle:

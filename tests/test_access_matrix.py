@@ -99,7 +99,9 @@ LEVELS: dict[str, Rule] = {
     "rates": Rule(Level.ANY, "money"),
     "rate_set": Rule(Level.STAFF, "money", data={"usd_per_second": "0.1"}),
 }
-SKIPPED_NAMES = {"login", "logout"}  # auth; the admin site (its own namespace) is skipped as a whole
+# auth; the gateway's signed init-image URL (no login by design: tests/test_public.py); the admin site (its own
+# namespace) is skipped as a whole
+SKIPPED_NAMES = {"login", "logout", "init_image"}
 PEOPLE = ["owner", "teammate", "reviewer", "admin", "outsider", "former", "anonymous"]
 OK, LOGIN = "2xx/3xx", "login"
 SHARED_PROMPT = "SHARED-CLIP a lighthouse at dusk"
