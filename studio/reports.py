@@ -574,11 +574,6 @@ def stuck_holds(scope: Scope, limit: int = RECONCILE_LIMIT) -> tuple[list[StuckH
     return [StuckHold(item, item.held) for item in rows[:limit]], len(rows) > limit
 
 
-def visible_to(viewer, item: Render) -> bool:
-    """Whether the viewer may open the render's page (its prompt is theirs to read)."""
-    return not item.private or item.user_id == viewer.pk
-
-
 # --- the ledger export ----------------------------------------------------------------------------------------
 
 LEDGER_COLUMNS = ("created_at", "kind", "amount_usd", "render_id", "user", "model", "team", "note")
