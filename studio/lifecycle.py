@@ -157,6 +157,11 @@ def _late_acceptance(render_id, state: str, accepted: dict) -> None:
     )
 
 
+def _status(error: GatewayError) -> str:
+    """ " (401)" for an answer from the gateway; nothing for a key the client refused to send at all."""
+    return f" ({error.status})" if error.status else ""
+
+
 def _submit_failed(render: Render, error: GatewayError) -> str:
     """Record why a submission did not go through; retry only what is documented as not billed."""
     rid = render.pk
@@ -204,7 +209,7 @@ def _submit_failed(render: Render, error: GatewayError) -> str:
     if isinstance(error, CredentialsRejected):
         GatewayAlert.raise_alert(
             GatewayAlert.Kind.CREDENTIALS,
-            f"The gateway rejected the studio's API key ({error.status}): {error.message} "
+            f"The gateway rejected the studio's API key{_status(error)}: {error.message} "
             "Submissions are paused; check BYTESPIKE_API_KEY.",
             pause_seconds=CREDENTIALS_PAUSE_SECONDS,
         )
@@ -300,7 +305,7 @@ def _poll_failed(render: Render, error: GatewayError) -> str:
     if isinstance(error, CredentialsRejected):
         GatewayAlert.raise_alert(
             GatewayAlert.Kind.CREDENTIALS,
-            f"The gateway rejected the studio's API key while polling ({error.status}): {error.message}",
+            f"The gateway rejected the studio's API key while polling{_status(error)}: {error.message}",
             pause_seconds=CREDENTIALS_PAUSE_SECONDS,
         )
     log.warning("Polling render %s failed (%s): %s", render.pk, type(error).__name__, error.message)

@@ -279,6 +279,21 @@ def test_blocked_prompt_is_never_billed_nor_retried(gateway, owner, queue):
     assert gateway.submissions == before
 
 
+def test_a_blank_api_key_is_refused_without_sending_and_the_alert_names_no_status(
+    gateway, owner, queue, settings
+):
+    settings.GATEWAY_API_KEY = "  "
+    before = gateway.submissions
+    render = submit(owner)
+    queue.run()
+    alert = open_alerts(GatewayAlert.Kind.CREDENTIALS).get()
+    assert fresh(render).state == State.PENDING
+    assert "(None)" not in alert.message and alert.message.startswith(
+        "The gateway rejected the studio's API key: "
+    )
+    assert gateway.submissions == before
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_rejected_credentials_pause_submissions_and_keep_renders_pending(gateway, owner, queue, status):
     before = gateway.submissions
