@@ -43,3 +43,30 @@ def test_write_a_prompt_see_its_cost_render_and_play_the_clip(logged_in, cluster
     wait_for(lambda: abs(video.evaluate("v => v.currentTime") - 7) < 0.5, timeout=15)
     assert video.evaluate("v => v.seekable.length && v.seekable.end(0)") == pytest.approx(10, abs=0.5)
     page.screenshot(path=str(tmp_path / "finished.png"))
+
+
+def test_a_card_the_poller_brought_first_is_not_shown_twice(logged_in, owner):
+    from decimal import Decimal
+
+    from studio.models import Render
+
+    page = logged_in
+    render = Render.objects.create(
+        user=owner,
+        model="sora2",
+        prompt="A kite over the dunes",
+        params={"duration_seconds": 5, "size": "1280x720"},
+        estimated_cost=Decimal("0.5"),
+        rate_per_second=Decimal("0.1"),
+    )
+    page.reload()
+    card = page.locator(f"#render-{render.pk}")
+    expect(card).to_have_count(1)
+    # What a submit answer does when the poller already inserted the same card: prepend it again, then swap.
+    page.evaluate(
+        "id => { const list = document.getElementById('render-list');"
+        " list.prepend(document.getElementById(id).cloneNode(true));"
+        " document.dispatchEvent(new CustomEvent('htmx:afterSwap')); }",
+        f"render-{render.pk}",
+    )
+    expect(card).to_have_count(1)
