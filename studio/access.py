@@ -4,18 +4,25 @@ Every page, fragment, action and video file goes through these helpers:
 - an outsider (not the author, not in the render's team, or the render is private) gets 404: they cannot tell
   it exists;
 - a member who can see it but lacks the role (or is not the author, for author-only actions) gets 403;
-- anonymous users never get here: views are `login_required`, which sends them to the login page.
+- anonymous users never get here: views are `login_required`, which sends them to the login page; the one
+  exception is a render's init image behind a signed, expiring token, for the gateway to fetch.
 Access is computed from the Membership rows on every request, so removing a member takes effect at once.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 
+from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from django.urls import reverse
 
 from studio.models import ROLE_RANK, Membership, Profile, Render, ReviewState, Role, State, Team
+
+INIT_IMAGE_SALT = "studio.init-image"
+INIT_IMAGE_LINK_LIFETIME = timedelta(hours=24)
 
 
 class Need(StrEnum):
@@ -48,13 +55,21 @@ def get_render_for_user(user, render_id, need: Need = Need.VIEW) -> Render:
     return render
 
 
+def reviewable(render: Render, user_id, reviewer_teams: set) -> bool:
+    """The review rule: a reviewer or admin of the render's team (`reviewer_teams`, from reviewer_team_ids)
+    reviews its shared renders. Nobody reviews their own clip (a second pair of eyes is the point of review, and
+    the queue lists only others'), and private renders are never reviewed."""
+    return (
+        render.team_id is not None
+        and render.team_id in reviewer_teams
+        and not render.private
+        and render.user_id != user_id
+    )
+
+
 def can_review(user, render: Render) -> bool:
-    """Whether the user reviews in the render's team. Nobody reviews their own clip (a second pair of eyes is
-    the point of review, and the queue lists only others'), and private renders are never reviewed."""
-    if render.private or render.team_id is None or render.user_id == user.pk:
-        return False
-    member = membership(user, render.team_id)
-    return member is not None and member.allows(Role.REVIEWER)
+    """Whether the user may review this render (see `reviewable`)."""
+    return reviewable(render, user.pk, reviewer_team_ids(user))
 
 
 def reviewer_team_ids(user) -> set:
@@ -63,6 +78,30 @@ def reviewer_team_ids(user) -> set:
         return set()
     roles = [role for role, rank in ROLE_RANK.items() if rank >= ROLE_RANK[Role.REVIEWER]]
     return set(Membership.objects.filter(user=user, role__in=roles).values_list("team_id", flat=True))
+
+
+def init_image_token(render: Render) -> str:
+    """A token that opens this render's init image, without a login, for INIT_IMAGE_LINK_LIFETIME."""
+    return signing.TimestampSigner(salt=INIT_IMAGE_SALT).sign(str(render.pk))
+
+
+def init_image_path(render: Render) -> str:
+    """The studio path of the render's init image behind a fresh token, for the gateway to fetch."""
+    return reverse("init_image", args=[init_image_token(render)])
+
+
+def get_render_for_init_image_token(token: str) -> Render:
+    """The render whose init image a signed token names, while the token is fresh (else 404: it reveals nothing)."""
+    try:
+        render_id = signing.TimestampSigner(salt=INIT_IMAGE_SALT).unsign(
+            token, max_age=INIT_IMAGE_LINK_LIFETIME
+        )
+    except signing.BadSignature as error:  # also SignatureExpired
+        raise Http404("No such image.") from error
+    render = Render.objects.filter(pk=render_id).exclude(init_image="").first()
+    if render is None:
+        raise Http404("No such image.")
+    return render
 
 
 def get_team_for_user(user, team_id, role: str = Role.MEMBER) -> tuple[Team, Membership]:

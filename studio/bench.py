@@ -44,10 +44,10 @@ def bench_poller(renders: int, speed: float) -> dict:
     from django.db import connections
     from django.utils import timezone
 
-    from studio import lifecycle
-    from studio.actions import do_submit_render
+    from studio.actions.renders import do_submit_render
     from studio.forms import RenderForm
     from studio.gateway.emulator import Emulator, EmulatorConfig
+    from studio.lifecycle import poller, submit, transitions
     from studio.models import AT_GATEWAY, Render, State
 
     emulator = Emulator(EmulatorConfig(speed=speed, fps=4, data_dir=Path(tempfile.mkdtemp()))).start()
@@ -55,7 +55,7 @@ def bench_poller(renders: int, speed: float) -> dict:
     settings.GATEWAY_ALLOWED_RESULT_HOSTS = ["127.0.0.1"]
     user, _ = get_user_model().objects.get_or_create(username="bench")
     lateness: list[float] = []
-    real_poll = lifecycle.poll_step
+    real_poll = poller.poll_step
 
     def measured(render_id, poll_client):
         due = Render.objects.filter(pk=render_id).values_list("next_poll_at", flat=True).first()
@@ -69,28 +69,28 @@ def bench_poller(renders: int, speed: float) -> dict:
     def poller_loop() -> None:
         # As in production, the poller is already running while submissions arrive.
         while submitting.is_set() or Render.objects.filter(state__in=AT_GATEWAY).exists():
-            lifecycle.run_poller(max_seconds=settings.STUDIO_POLLER_RUN_SECONDS)
+            poller.run_poller(max_seconds=settings.STUDIO_POLLER_RUN_SECONDS)
             time.sleep(0.05)
         connections.close_all()
 
-    lifecycle.poll_step = measured
+    poller.poll_step = measured  # the poller's own reference: what its threads call
     ids = []
     loop_started = started = time.perf_counter()
     thread = threading.Thread(target=poller_loop)
     thread.start()
-    client = lifecycle.client_factory()
+    client = transitions.client_factory()
     try:
         for i in range(renders):
             form = RenderForm({"model": "sora2", "prompt": f"Bench shot {i}", "duration_seconds": "5"})
             form.is_valid()
-            ids.append(do_submit_render(user, form).pk)
-            lifecycle.submit_step(ids[-1], client)
+            ids.append(do_submit_render(user, form.order()).pk)
+            submit.submit_step(ids[-1], client)
         submit_seconds = time.perf_counter() - started
         submitting.clear()
         thread.join()
     finally:
         submitting.clear()
-        lifecycle.poll_step = real_poll
+        poller.poll_step = real_poll
         client.close()
         emulator.stop()
     elapsed = time.perf_counter() - loop_started

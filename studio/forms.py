@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
-import unicodedata
 import uuid
+from pathlib import PurePosixPath
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
 
-from studio import pricing
+from studio import money, pricing
+from studio.actions.renders import RenderOrder
 from studio.catalog import MAX_PROMPT_CHARS, MODEL_CHOICES, MODELS, SORA2, SORA2_PRO, ModelSpec, get_model
 from studio.media import MediaError, sniff_image
-from studio.models import Render, State
+from studio.models import Membership, Render, ReviewState, Role, Team
+from studio.text import FORMAT, control_characters
 
 SEED_MAX = 2**32 - 1
 ALL_SIZES = sorted({s for spec in MODELS.values() for s in spec.sizes})
@@ -102,7 +106,7 @@ class RenderForm(forms.Form):
 
     def clean_prompt(self) -> str:
         prompt = self.cleaned_data["prompt"]
-        bad = [c for c in prompt if unicodedata.category(c) == "Cc" and c not in "\n\t"]
+        bad = control_characters(prompt, allow="\n\t")
         if bad:
             raise forms.ValidationError(
                 f"The prompt contains control characters (e.g. U+{ord(bad[0]):04X}); remove them."
@@ -133,7 +137,7 @@ class RenderForm(forms.Form):
             draft = Render.objects.for_user(self.user).filter(pk=parent_id).first()
         if draft is None:
             raise forms.ValidationError("The draft to promote does not exist or is not shared with you.")
-        refusal = promotion_refusal(draft)
+        refusal = draft.promotion_refusal()
         if refusal:
             raise forms.ValidationError(refusal)
         self._draft = draft
@@ -188,6 +192,19 @@ class RenderForm(forms.Form):
         wanted = self.MODEL_FIELDS[data["model"]] - {"init_image"}
         return {name: data[name] for name in sorted(wanted) if data.get(name) not in (None, "")}
 
+    def order(self) -> RenderOrder:
+        """What a valid form asks for, as the action that records it takes it."""
+        data = self.cleaned_data
+        return RenderOrder(
+            model=data["model"],
+            prompt=data["prompt"],
+            params=self.params,
+            init_image=data.get("init_image"),
+            private=bool(data.get("private")),
+            parent=data.get("parent"),
+            client_token=data.get("client_token"),
+        )
+
     def estimate(self) -> pricing.Estimate | None:
         """The cost of what the form holds, when it is valid enough to price."""
         if not hasattr(self, "cleaned_data") or self.errors.keys() & {
@@ -198,8 +215,6 @@ class RenderForm(forms.Form):
             return None
         if "model" not in self.cleaned_data or self.cleaned_data.get("duration_seconds") is None:
             return None
-        from studio import money  # the live rate card lives in the database
-
         return money.quote(self.cleaned_data["model"], self.params)
 
 
@@ -207,18 +222,6 @@ class RenderForm(forms.Form):
 
 PROMOTE_TO = SORA2_PRO
 PROMOTE_RESOLUTION = "1080p"
-
-
-def promotion_refusal(render: Render) -> str | None:
-    """Why this render cannot be promoted to Pro, or None when it can."""
-    if not render.is_draft:
-        return "Only Sora 2 drafts are promoted: this is already a Sora 2 Pro render. Remix it to render it again."
-    if render.state != State.COMPLETED:
-        return (
-            f"This draft is {render.get_state_display().lower()}: "
-            "promote a draft once it has finished and you have seen it."
-        )
-    return None
 
 
 def nearest_aspect_ratio(width: int, height: int, choices) -> str:
@@ -253,3 +256,145 @@ def promotion_initial(draft: Render) -> dict:
     if pro.supports_seed and draft.params.get("seed") is not None:
         initial["seed"] = draft.params["seed"]
     return initial
+
+
+# --- re-run exactly: a render's own settings, validated again as if the user had typed them in -------------------
+
+
+class RerunRefused(Exception):
+    """The render cannot be rendered again as it was; the message says why."""
+
+
+def rerun_form(user, original: Render, client_token: str = "") -> RenderForm:
+    """The render form bound from a render's own model, parameters, prompt and init image, checked as `user`.
+
+    A Pro render keeps its draft as parent when the user may still see and promote it: another take of the same
+    promotion belongs in the same lineage.
+    """
+    data = {"model": original.model, "prompt": original.prompt, "client_token": client_token}
+    data.update({name: str(value) for name, value in original.params.items()})
+    if original.private:
+        data["private"] = "on"
+    if original.parent_id:
+        draft = Render.objects.for_user(user).filter(pk=original.parent_id).first()
+        if draft is not None and draft.promotion_refusal() is None:
+            data["parent"] = str(draft.pk)
+    files = {}
+    image_name = original.init_image.name
+    if image_name:  # a FieldFile is false exactly when its name is empty: no image
+        try:
+            with original.init_image.open("rb") as handle:
+                name = PurePosixPath(image_name).name
+                files["init_image"] = SimpleUploadedFile(name, handle.read())
+        except OSError:
+            pass  # the form says the image is missing (see rerun_order)
+    return RenderForm(data, files, user=user)
+
+
+def rerun_order(user, original: Render, client_token: str = "") -> RenderOrder:
+    """What re-running `original` exactly asks for, validated as `user`'s own submit; RerunRefused otherwise."""
+    form = rerun_form(user, original, client_token)
+    if original.init_image and "init_image" not in form.files:
+        raise RerunRefused("The original's init image is no longer stored: remix it and upload it again.")
+    if not form.is_valid():
+        problems = " ".join(str(error) for errors in form.errors.values() for error in errors)
+        raise RerunRefused(f"This render cannot be re-run as it was: {problems}")
+    return form.order()
+
+
+# --- review and comments ------------------------------------------------------------------------------------------
+
+MAX_TEXT = 2000
+
+
+def _clean_text(value: str, label: str) -> str:
+    """Text as stored: newlines normalised to \\n, no other control characters, at most MAX_TEXT characters."""
+    value = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if control_characters(value, allow="\n"):
+        raise forms.ValidationError(f"{label} may not contain control characters.")
+    if len(value) > MAX_TEXT:
+        raise forms.ValidationError(f"{label} is {len(value)} characters long; the most is {MAX_TEXT}.")
+    return value
+
+
+class ReviewForm(forms.Form):
+    state = forms.ChoiceField(
+        choices=ReviewState.choices,
+        error_messages={
+            "required": "Choose a review state.",
+            "invalid_choice": "“%(value)s” is not a review state.",
+        },
+    )
+    note = forms.CharField(required=False, strip=False)
+
+    def clean_note(self) -> str:
+        return _clean_text(self.cleaned_data["note"], "The note")
+
+
+class CommentForm(forms.Form):
+    text = forms.CharField(strip=False, error_messages={"required": "Write a comment first."})
+    at = forms.FloatField(
+        required=False,
+        min_value=0,
+        error_messages={
+            "invalid": "The time must be a number.",
+            "min_value": "The time cannot be before the start.",
+        },
+    )
+
+    def __init__(self, *args, clip_seconds: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.clip_seconds = clip_seconds
+
+    def clean_text(self) -> str:
+        text = _clean_text(self.cleaned_data["text"], "A comment")
+        if not text:
+            raise forms.ValidationError("Write a comment first.")
+        return text
+
+    def clean_at(self) -> float | None:
+        at = self.cleaned_data["at"]
+        if at is not None and at > self.clip_seconds:
+            raise forms.ValidationError(f"The time is past the end of the clip ({self.clip_seconds:g} s).")
+        return at
+
+
+# --- teams --------------------------------------------------------------------------------------------------------
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(max_length=80, strip=True)
+
+    def clean_name(self) -> str:
+        name = " ".join(self.cleaned_data["name"].split())
+        if control_characters(name, also=FORMAT):
+            raise forms.ValidationError("Use letters, digits, spaces and punctuation only.")
+        return name
+
+
+class MemberForm(forms.Form):
+    """Who to add (a username, as people know each other) and with which role."""
+
+    username = forms.CharField(max_length=150, strip=True)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+    def __init__(self, *args, team: Team, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.team = team
+
+    def clean_username(self):
+        name = self.cleaned_data["username"]
+        users = get_user_model().objects.filter(is_active=True)
+        user = users.filter(username=name).first()
+        if user is None:  # "Bob" finds bob, unless bob and Bob both exist
+            alike = list(users.filter(username__iexact=name)[:2])
+            user = alike[0] if len(alike) == 1 else None
+        if user is None:
+            raise forms.ValidationError(f"There is no user called “{name}”.")
+        if Membership.objects.filter(team=self.team, user=user).exists():
+            raise forms.ValidationError(f"{user.get_username()} is already in this team.")
+        return user
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)

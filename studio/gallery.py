@@ -8,7 +8,6 @@ only hand back one the studio made.
 from __future__ import annotations
 
 import re
-import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,8 +18,10 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import QueryDict
 
-from studio.catalog import MODEL_CHOICES
+from studio import access
+from studio.catalog import MODELS
 from studio.models import Render, ReviewState, Star, State, Tag, Team
+from studio.text import LINE_BREAKS, control_characters
 
 PAGE_SIZE = 24
 MINE, TEAM = "mine", "team"
@@ -34,7 +35,6 @@ TAGS_PER_RENDER = 20
 SEARCH_MAX_LENGTH = 200
 CURSOR_MAX_LENGTH = 400
 CURSOR_SALT = "studio.gallery.cursor"
-MODELS = dict(MODEL_CHOICES)
 USERNAME = re.compile(r"[\w.@+-]+")  # what Django's username validator accepts
 
 
@@ -118,7 +118,7 @@ def parse_filters(params: QueryDict, default_scope: str) -> Filters:
     q = params.get("q", "").strip()
     if len(q) > SEARCH_MAX_LENGTH:
         raise BadValue(f"Search for at most {SEARCH_MAX_LENGTH} characters.")
-    if _has_control_characters(q):
+    if control_characters(q, also=LINE_BREAKS):
         raise BadValue("Search text cannot contain control characters.")
     tag = params.get("tag", "")
     sort = _choice(params, "sort", SORTS, "newest")
@@ -144,7 +144,7 @@ def clean_tag_name(raw: str) -> str:
         raise BadValue("A tag needs a name.")
     if len(name) > TAG_MAX_LENGTH:
         raise BadValue(f"A tag is at most {TAG_MAX_LENGTH} characters.")
-    if _has_control_characters(name):
+    if control_characters(name, also=LINE_BREAKS):
         raise BadValue("A tag cannot contain control characters.")
     # The name is part of the URL that removes the tag: "/" is fine ("Q3/2025", "<b>x</b>"), but not parts that
     # browsers resolve ("." and "..") or that proxies merge (empty parts: a leading, trailing or double "/").
@@ -153,11 +153,6 @@ def clean_tag_name(raw: str) -> str:
             'A tag cannot start or end with "/", contain "//", or have "." or ".." between slashes.'
         )
     return name
-
-
-def _has_control_characters(text: str) -> bool:
-    # Cc: C0/C1 controls (newlines, tabs, NUL, escapes); Zl/Zp: Unicode line and paragraph separators.
-    return any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in text)
 
 
 def gallery_renders(user, filters: Filters, team: Team | None) -> QuerySet[Render]:
@@ -235,6 +230,6 @@ def next_page_query(params: QueryDict, filters: Filters, cursor: Cursor) -> str:
 
 
 def mark_reviewable(renders: list[Render], reviewer_team_ids: set, user_id=None) -> None:
-    """Set `reviewable` on each render, as access.can_review decides, from the user's reviewer teams."""
+    """Set `reviewable` on each render by the review rule, from the user's reviewer teams (one query a page)."""
     for item in renders:
-        item.reviewable = item.team_id in reviewer_team_ids and not item.private and item.user_id != user_id
+        item.reviewable = access.reviewable(item, user_id, reviewer_team_ids)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -213,6 +213,17 @@ class Render(models.Model):
     def is_draft(self) -> bool:
         return self.spec.tier == "draft"
 
+    def promotion_refusal(self) -> str | None:
+        """Why this render cannot be promoted to Pro, or None when it can."""
+        if not self.is_draft:
+            return "Only Sora 2 drafts are promoted: this is already a Sora 2 Pro render. Remix it to render it again."
+        if self.state != State.COMPLETED:
+            return (
+                f"This draft is {self.get_state_display().lower()}: "
+                "promote a draft once it has finished and you have seen it."
+            )
+        return None
+
     @property
     def frame_size(self) -> tuple[int, int]:
         return self.spec.frame_size(self.params)
@@ -233,34 +244,6 @@ class Render(models.Model):
             return None
         spent = (timezone.now() - self.started_at).total_seconds()
         return max(0, round(spent * (100 - self.progress) / self.progress))
-
-
-def advance(render_id, from_states, to_state: str | None = None, *, where: Q | None = None, **fields) -> bool:
-    """Move a render on, only if it is still in one of `from_states`: the one way the studio changes state.
-
-    Returns False (and changes nothing) when another worker, a retry or the user got there first.
-    """
-    if isinstance(from_states, str):
-        from_states = [from_states]
-    now = timezone.now()
-    if to_state is not None:
-        fields["state"] = to_state
-        if to_state in TERMINAL:
-            fields.setdefault("finished_at", now)
-            fields.setdefault("next_poll_at", None)
-            fields.setdefault("next_attempt_at", None)
-            fields.setdefault("lease_until", None)
-    fields["updated_at"] = now
-    rows = Render.objects.filter(pk=render_id, state__in=list(from_states))
-    if where is not None:
-        rows = rows.filter(where)
-    moved = rows.update(**fields) == 1
-    if moved and to_state in TERMINAL:
-        from studio import money
-
-        # The hold ends the moment the render does; a crash in between is mended by the sweep.
-        transaction.on_commit(lambda: money.settle(render_id), robust=True)
-    return moved
 
 
 class GatewayAlert(models.Model):

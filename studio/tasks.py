@@ -1,64 +1,67 @@
 """django-q2 entry points. They take ids only and are thin: the lifecycle does the work.
 
 Every task is safe to run twice (the ORM broker redelivers unacknowledged tasks; a SIGKILLed worker is never
-reported) because every step claims its render with a conditional update.
+reported) because every step claims its render with a conditional update. `studio.queue` queues them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
+from collections.abc import Callable
 
-from django.db import transaction
+from django.db import close_old_connections
 from django.utils import timezone
-from django_q.tasks import async_task
 
-from studio import lifecycle
+from studio.lifecycle import download, poller, submit
+from studio.lifecycle import sweep as sweeping
 from studio.models import Lease
+from studio.queue import POLLER_LEASE_SECONDS, enqueue
 
 
-def enqueue(name: str, *ids) -> None:
-    """Queue `studio.tasks.<name>(*ids)` once the current transaction commits (at once outside one)."""
-    args = tuple(str(i) for i in ids)
-    # robust: a broker that is down (Redis stopped) must not turn a committed render into a 500. The row is
-    # the truth; the sweep and the poller find pending work in the database once the broker is back.
-    transaction.on_commit(lambda: async_task(f"studio.tasks.{name}", *args), robust=True)
+def closing(func: Callable) -> Callable:
+    """Close stale database connections around a task, as Django does around a request."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        close_old_connections()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return wrapper
 
 
-def ensure_poller() -> None:
-    """Start the poller unless one holds its lease now."""
-    if not Lease.is_held(lifecycle.POLLER_LEASE):
-        enqueue("run_poller")
-
-
-@lifecycle.closing
+@closing
 def submit_render(render_id: str) -> str:
     """Submit one pending render to the gateway."""
-    return lifecycle.submit_step(render_id)
+    return submit.submit_step(render_id)
 
 
-@lifecycle.closing
+@closing
 def download_render(render_id: str) -> str:
     """Download one finished render's clip."""
-    return lifecycle.download_step(render_id)
+    return download.download_step(render_id)
 
 
-@lifecycle.closing
+@closing
 def run_poller() -> dict:
     """Keep every in-flight render on its polling cadence for one run."""
-    return lifecycle.run_poller()
+    return poller.run_poller()
 
 
-@lifecycle.closing
+@closing
 def sweep() -> dict:
     """Once a minute: revive anything stuck, from the database alone."""
-    return lifecycle.sweep()
+    return sweeping.sweep()
 
 
-@lifecycle.closing
+@closing
 def revive() -> dict:
     """At cluster start: wait out a dead poller's lease, then poll whatever was in flight."""
-    return lifecycle.run_poller(wait_for_lease=lifecycle.POLLER_LEASE_SECONDS + 1)
+    return poller.run_poller(wait_for_lease=POLLER_LEASE_SECONDS + 1)
 
 
 def on_worker_spawn(**kwargs) -> None:

@@ -310,11 +310,11 @@ def poll_until(render, api, done, timeout: float = 10.0):
     """Poll a render through the lifecycle until `done(render)` holds."""
     import time
 
-    from studio import lifecycle
+    from studio.lifecycle.poll import poll_step
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        lifecycle.poll_step(render.pk, api)
+        poll_step(render.pk, api)
         render = fresh(render)
         if done(render):
             return render

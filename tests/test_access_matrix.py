@@ -26,7 +26,7 @@ from django.test import Client
 from django.urls import URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from studio import actions
+from studio.actions.teams import do_remove_member
 from studio.models import Membership, Render, Role, State, Team
 
 
@@ -277,7 +277,7 @@ def world(make_user) -> World:
     former = Membership.objects.create(team=crew, user=users["former"], role=Role.ADMIN)
     elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
     Membership.objects.create(team=elsewhere, user=users["outsider"], role=Role.ADMIN)
-    actions.do_remove_member(former)  # fred was an admin of Crew: now he is nobody there
+    do_remove_member(former)  # fred was an admin of Crew: now he is nobody there
     renders = {
         "shared": finished_render(users["owner"], crew, SHARED_PROMPT),
         "private": finished_render(users["owner"], crew, PRIVATE_PROMPT, private=True),

@@ -23,7 +23,7 @@ def test_sqlite_runs_in_wal_mode_with_immediate_transactions(db):
 
 
 def test_tasks_travel_through_the_broker_of_its_pass(queue):
-    from studio.tasks import enqueue
+    from studio.queue import enqueue
 
     broker = get_broker()
     assert type(broker).__name__ == ("Redis" if SCALED_OUT else "ORM")
@@ -40,7 +40,7 @@ def test_a_broker_that_is_down_does_not_lose_a_submitted_render(owner_client, mo
     def broker_down(*args, **kwargs):
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr("studio.tasks.async_task", broker_down)
+    monkeypatch.setattr("studio.queue.async_task", broker_down)
     response = owner_client.post(
         "/renders/", {"model": "sora2", "prompt": "A kite over a beach", "duration_seconds": "5"}, **HTMX
     )

@@ -16,7 +16,7 @@ import pytest
 from django.db import connections
 
 from studio import money
-from studio.actions import do_submit_render
+from studio.actions.renders import do_submit_render
 from studio.forms import RenderForm
 from studio.models import Budget, LedgerEntry, LedgerKind, Membership, Render, Role, Team
 from tests.test_money import spent_earlier
@@ -44,7 +44,7 @@ def submit_all_at_once(users) -> list:
             form = RenderForm({**SORA2, "prompt": f"Concurrent apple {index}"})
             assert form.is_valid(), form.errors
             barrier.wait(timeout=10)
-            results[index] = do_submit_render(user, form)
+            results[index] = do_submit_render(user, form.order())
         except Exception as error:  # noqa: BLE001 - every outcome is asserted by the test
             results[index] = error
         finally:

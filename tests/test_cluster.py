@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from studio.actions import do_submit_render
+from studio.actions.renders import do_submit_render
 from studio.forms import RenderForm
 from studio.models import Render, State
 from tests.conftest import wait_for
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.cluster
 def submit(user, prompt: str = "A lighthouse at dusk, waves rolling in", **fields) -> Render:
     form = RenderForm({"model": "sora2", "prompt": prompt, "duration_seconds": "5", **fields})
     assert form.is_valid(), form.errors
-    return do_submit_render(user, form)
+    return do_submit_render(user, form.order())
 
 
 def state_of(render: Render) -> str:

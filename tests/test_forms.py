@@ -14,7 +14,7 @@ from conftest import HTMX
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from studio.actions import do_submit_render
+from studio.actions.renders import do_submit_render
 from studio.forms import RenderForm
 from studio.models import Render
 
@@ -231,7 +231,7 @@ def media(settings, tmp_path):
 def test_png_jpeg_and_webp_are_stored_as_init_with_their_real_type(db, owner, media, fmt, ext):
     form = bound(sora2(), upload("holiday.bin", image_bytes(fmt), "application/octet-stream"))
     assert form.errors == {}
-    render = do_submit_render(owner, form)
+    render = do_submit_render(owner, form.order())
     assert render.init_image.name == f"renders/{render.pk}/init.{ext}"
     assert (media / render.init_image.name).read_bytes()[:4] == image_bytes(fmt)[:4]
 
@@ -239,7 +239,7 @@ def test_png_jpeg_and_webp_are_stored_as_init_with_their_real_type(db, owner, me
 def test_hostile_filename_is_stored_under_a_safe_name(db, owner, media):
     form = bound(sora2(), upload("../../etc/passwd.png", image_bytes("PNG")))
     assert form.errors == {}
-    render = do_submit_render(owner, form)
+    render = do_submit_render(owner, form.order())
     assert render.init_image.name == f"renders/{render.pk}/init.png"
     assert [p.name for p in (media / "renders" / str(render.pk)).iterdir()] == ["init.png"]
 
@@ -267,7 +267,7 @@ def test_hostile_filename_in_the_multipart_body_is_stored_under_a_safe_name(owne
 
 def test_a_jpeg_named_png_is_stored_as_jpg(db, owner, media):
     form = bound(sora2(), upload("photo.png", image_bytes("JPEG")))
-    render = do_submit_render(owner, form)
+    render = do_submit_render(owner, form.order())
     assert render.init_image.name == f"renders/{render.pk}/init.jpg"
 
 

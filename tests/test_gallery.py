@@ -13,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from studio.actions.gallery import do_add_tag
 from studio.gallery import PAGE_SIZE
 from studio.models import Membership, Profile, Render, ReviewState, Role, Star, State, Tag, Team
 from tests.conftest import make_clip
@@ -649,12 +650,11 @@ def test_in_the_browser_hover_previews_scroll_loads_more_and_filters_follow_the_
 
 
 def test_tags_are_case_insensitive_and_keep_the_teams_first_spelling(owner, teammate, team):
-    from studio import actions
 
     first, second = make_render(owner, prompt="One"), make_render(teammate, prompt="Two")
-    actions.do_add_tag(owner, first, "Spring Campaign")
-    actions.do_add_tag(owner, first, "spring campaign")  # the same tag: kept once
-    tag = actions.do_add_tag(teammate, second, "SPRING campaign")
+    do_add_tag(owner, first, "Spring Campaign")
+    do_add_tag(owner, first, "spring campaign")  # the same tag: kept once
+    tag = do_add_tag(teammate, second, "SPRING campaign")
     assert tag.name == "Spring Campaign"
     assert list(first.tags.values_list("name", flat=True)) == ["Spring Campaign"]
     client = Client()

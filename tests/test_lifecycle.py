@@ -22,11 +22,16 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from studio import lifecycle
-from studio.actions import do_cancel_render, do_submit_render
+from studio.actions.renders import do_cancel_render, do_submit_render
 from studio.forms import RenderForm
 from studio.gateway.client import GatewayClient
+from studio.lifecycle.download import download_step, render_dir
+from studio.lifecycle.poll import LOST_TASK_AFTER_404S, POLL_ERROR_ALERT_AFTER, poll_step
+from studio.lifecycle.poller import run_poller
+from studio.lifecycle.submit import submit_step
+from studio.lifecycle.sweep import sweep
 from studio.models import AT_GATEWAY, GatewayAlert, Lease, Render, State
+from studio.queue import POLLER_LEASE
 from tests.conftest import fresh, poll_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -88,13 +93,13 @@ def submit(user, **fields) -> Render:
     """Create a render through the form and `do_submit_render`, as the page does."""
     form = RenderForm({**SORA2, **fields})
     assert form.is_valid(), form.errors
-    return do_submit_render(user, form)
+    return do_submit_render(user, form.order())
 
 
 def sent(user, api, **fields) -> Render:
     """A render the gateway has accepted (its queued submit task is left unrun: the test drives each step)."""
     render = submit(user, **fields)
-    assert lifecycle.submit_step(render.pk, api) == "submitted"
+    assert submit_step(render.pk, api) == "submitted"
     return fresh(render)
 
 
@@ -126,7 +131,7 @@ def outcomes(results) -> dict[str, list]:
 
 
 def files_of(render: Render) -> list[str]:
-    folder = lifecycle.render_dir(render.pk)
+    folder = render_dir(render.pk)
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
@@ -174,7 +179,7 @@ def test_a_poll_that_sees_the_task_start_counts_once(gateway, owner, queue, api)
     render = sent(owner, api)
     polls = 0
     while render.state == State.QUEUED:
-        lifecycle.poll_step(render.pk, api)
+        poll_step(render.pk, api)
         polls += 1
         render = fresh(render)
     assert render.state == State.RUNNING
@@ -190,17 +195,17 @@ def test_submit_5xx_goes_back_to_pending_and_the_poller_resends_it_once(gateway,
     gateway.add_fault("submit", status=503)
     render = submit(owner)
 
-    assert lifecycle.submit_step(render.pk, api) == "retry"
+    assert submit_step(render.pk, api) == "retry"
     render = fresh(render)
     assert render.state == State.PENDING
     assert render.error_code == "retrying"
     assert render.error.startswith("Retrying:")
     assert 1 < seconds_until(render.next_attempt_at) <= 2
-    assert lifecycle.submit_step(render.pk, api) == "skipped"  # not due yet
+    assert submit_step(render.pk, api) == "skipped"  # not due yet
 
     Render.objects.filter(pk=render.pk).update(next_attempt_at=timezone.now())
     queue.pending()
-    run = lifecycle.run_poller(max_seconds=10, tick=0.05)
+    run = run_poller(max_seconds=10, tick=0.05)
 
     render = fresh(render)
     assert run["submits"] == 1
@@ -218,7 +223,7 @@ def test_submit_gives_up_after_max_attempts_and_nothing_is_billed(gateway, owner
 
     steps = []
     for _ in range(3):
-        steps.append(lifecycle.submit_step(render.pk, api))
+        steps.append(submit_step(render.pk, api))
         Render.objects.filter(pk=render.pk, state=State.PENDING).update(next_attempt_at=timezone.now())
 
     render = fresh(render)
@@ -227,7 +232,7 @@ def test_submit_gives_up_after_max_attempts_and_nothing_is_billed(gateway, owner
     assert "gave up after 3 attempts" in render.error
     assert render.nothing_billed
     assert render.billed_cost == 0
-    assert lifecycle.submit_step(render.pk, api) == "skipped"
+    assert submit_step(render.pk, api) == "skipped"
     assert gateway.submissions == before
     assert gateway.pending_faults() == {}
 
@@ -237,13 +242,13 @@ def test_submit_429_waits_as_long_as_retry_after_says(gateway, owner, queue, api
     gateway.add_fault("submit", status=429, retry_after=7)
     render = submit(owner)
 
-    assert lifecycle.submit_step(render.pk, api) == "retry"
+    assert submit_step(render.pk, api) == "retry"
 
     render = fresh(render)
     assert render.state == State.PENDING
     assert 6 < seconds_until(render.next_attempt_at) <= 7
     assert render.billed_cost is None
-    assert lifecycle.submit_step(render.pk, api) == "skipped"
+    assert submit_step(render.pk, api) == "skipped"
     assert gateway.submissions == before
 
 
@@ -323,7 +328,7 @@ def test_rejected_credentials_pause_submissions_and_keep_renders_pending(gateway
     # Once the pause is over the next submission goes through and closes the alert.
     GatewayAlert.objects.update(pauses_submissions_until=timezone.now())
     Render.objects.update(next_attempt_at=timezone.now())
-    assert lifecycle.submit_step(first.pk) == "submitted"
+    assert submit_step(first.pk) == "submitted"
     assert not open_alerts(GatewayAlert.Kind.CREDENTIALS).exists()
     assert gateway.submissions - before == 1
 
@@ -352,7 +357,7 @@ def test_submit_that_hangs_past_the_read_timeout_is_never_resubmitted(gateway, o
     render = submit(owner)
 
     ran = outcomes(queue.run(twice=True))
-    lifecycle.sweep()
+    sweep()
 
     render = fresh(render)
     assert ran["submit_render"] == ["unknown", "skipped"]
@@ -389,11 +394,11 @@ def test_an_answer_arriving_after_the_sweep_gave_up_still_records_the_task(gatew
             accepted = super().submit(request)
             long_ago = timezone.now() - timedelta(seconds=settings.GATEWAY_TIMEOUT["read"] + 61)
             Render.objects.filter(pk=render.pk).update(updated_at=long_ago)
-            assert lifecycle.sweep()["submit_unknown"] == 1
+            assert sweep()["submit_unknown"] == 1
             return accepted
 
     with SweptMidway() as client:
-        assert lifecycle.submit_step(render.pk, client) == "submitted"
+        assert submit_step(render.pk, client) == "submitted"
 
     render = fresh(render)
     assert render.state == State.QUEUED
@@ -416,12 +421,12 @@ def test_a_render_cancelled_during_a_failed_submission_is_not_resent(gateway, ow
             return super().submit(request)
 
     with CancelledMidway() as client:
-        assert lifecycle.submit_step(render.pk, client) == "cancelled"
+        assert submit_step(render.pk, client) == "cancelled"
 
     render = fresh(render)
     assert render.state == State.CANCELLED
     assert render.billed_cost == 0 and render.nothing_billed
-    assert lifecycle.submit_step(render.pk) == "skipped"
+    assert submit_step(render.pk) == "skipped"
     assert gateway.submissions == before
 
 
@@ -440,7 +445,7 @@ def test_a_failed_poll_is_counted_and_the_render_still_completes(gateway, owner,
         render = sent(owner, api)
         gateway.add_fault("poll", **fault)
 
-        assert lifecycle.poll_step(render.pk, api) == "scheduled"
+        assert poll_step(render.pk, api) == "scheduled"
         render = fresh(render)
         assert render.state in AT_GATEWAY
         assert render.poll_errors == 1
@@ -458,16 +463,16 @@ def test_a_failed_poll_is_counted_and_the_render_still_completes(gateway, owner,
 
 def test_polls_failing_for_long_alert_an_operator(gateway, owner, queue, api):
     render = sent(owner, api)
-    gateway.add_fault("poll", times=lifecycle.POLL_ERROR_ALERT_AFTER, status=502)
+    gateway.add_fault("poll", times=POLL_ERROR_ALERT_AFTER, status=502)
 
-    for _ in range(lifecycle.POLL_ERROR_ALERT_AFTER - 1):
-        lifecycle.poll_step(render.pk, api)
+    for _ in range(POLL_ERROR_ALERT_AFTER - 1):
+        poll_step(render.pk, api)
     assert not open_alerts(GatewayAlert.Kind.STALLED, render).exists()
-    lifecycle.poll_step(render.pk, api)
+    poll_step(render.pk, api)
 
     render = fresh(render)
     assert render.state in AT_GATEWAY  # still polled: the gateway may come back
-    assert render.poll_errors == lifecycle.POLL_ERROR_ALERT_AFTER
+    assert render.poll_errors == POLL_ERROR_ALERT_AFTER
     assert open_alerts(GatewayAlert.Kind.STALLED, render).exists()
 
 
@@ -476,7 +481,7 @@ def test_an_unknown_status_is_treated_as_running(gateway, owner, queue, api):
     assert render.state == State.QUEUED
     gateway.add_fault("poll", kind="status", value="warming_up")
 
-    assert lifecycle.poll_step(render.pk, api) == "scheduled"
+    assert poll_step(render.pk, api) == "scheduled"
 
     render = fresh(render)
     assert render.state == State.RUNNING
@@ -489,7 +494,7 @@ def test_a_status_going_backwards_is_ignored(gateway, owner, queue, api):
     progress = render.progress
     gateway.add_fault("poll", kind="status", value="queued")
 
-    assert lifecycle.poll_step(render.pk, api) == "scheduled"
+    assert poll_step(render.pk, api) == "scheduled"
 
     render = fresh(render)
     assert render.state == State.RUNNING
@@ -499,17 +504,17 @@ def test_a_status_going_backwards_is_ignored(gateway, owner, queue, api):
 
 def test_a_task_the_gateway_keeps_answering_404_for_is_stalled_with_an_alert(gateway, owner, queue, api):
     render = sent(owner, api)
-    gateway.add_fault("poll", times=lifecycle.LOST_TASK_AFTER_404S, status=404)
+    gateway.add_fault("poll", times=LOST_TASK_AFTER_404S, status=404)
 
-    steps = [lifecycle.poll_step(render.pk, api) for _ in range(lifecycle.LOST_TASK_AFTER_404S)]
+    steps = [poll_step(render.pk, api) for _ in range(LOST_TASK_AFTER_404S)]
 
     render = fresh(render)
-    assert steps == ["scheduled"] * (lifecycle.LOST_TASK_AFTER_404S - 1) + ["lost"]
+    assert steps == ["scheduled"] * (LOST_TASK_AFTER_404S - 1) + ["lost"]
     assert render.state == State.STALLED
     assert render.error_code == "lost"
     assert render.gateway_task_id in render.error
     assert open_alerts(GatewayAlert.Kind.STALLED, render).exists()
-    assert lifecycle.poll_step(render.pk, api) == "skipped"
+    assert poll_step(render.pk, api) == "skipped"
 
 
 def test_a_task_that_fails_at_the_gateway_fails_the_render_and_bills_nothing(gateway, owner, queue, api):
@@ -530,7 +535,7 @@ def test_a_render_past_the_hard_deadline_is_stalled_with_an_alert(gateway, owner
     render = sent(owner, api)
     time.sleep(0.06)
 
-    assert lifecycle.poll_step(render.pk, api) == "stalled"
+    assert poll_step(render.pk, api) == "stalled"
 
     render = fresh(render)
     assert render.state == State.STALLED
@@ -565,7 +570,7 @@ def test_cancelling_a_queued_render_is_free(gateway, owner, queue, slow_api, slo
 
     outcome = do_cancel_render(render)
     assert "free if the gateway has not started" in outcome.message
-    assert lifecycle.poll_step(render.pk, slow_api) == "cancelled"
+    assert poll_step(render.pk, slow_api) == "cancelled"
 
     render = fresh(render)
     assert render.state == State.CANCELLED
@@ -580,7 +585,7 @@ def test_cancelling_a_running_render_bills_the_seconds_rendered(
 
     outcome = do_cancel_render(render)
     assert "seconds rendered by then are billed (at least" in outcome.message
-    assert lifecycle.poll_step(render.pk, slow_api) == "cancelled"
+    assert poll_step(render.pk, slow_api) == "cancelled"
 
     render = fresh(render)
     task = slow_emulator.task(render.gateway_task_id)
@@ -602,7 +607,7 @@ def test_cancel_clicked_twice_cancels_once(gateway, owner, queue, slow_api, slow
     first = do_cancel_render(render)
     second = do_cancel_render(fresh(render))
     with Counting() as client:
-        steps = [lifecycle.poll_step(render.pk, client) for _ in range(2)]
+        steps = [poll_step(render.pk, client) for _ in range(2)]
 
     assert first.message.startswith("Cancelling")
     assert second.message == "Already cancelling."
@@ -616,7 +621,7 @@ def test_cancel_racing_completion_ends_completed_and_billed(gateway, owner, queu
     wait_for_gateway(gateway, render.gateway_task_id, "completed")
 
     do_cancel_render(render)  # the studio still thinks it is queued
-    assert lifecycle.poll_step(render.pk, api) == "completed"
+    assert poll_step(render.pk, api) == "completed"
     queue.run()
 
     render = fresh(render)
@@ -638,7 +643,7 @@ def test_a_result_url_expired_before_the_download_expires_the_render_and_says_it
     queue.pending()
     assert render.result_expires_at <= timezone.now()
 
-    assert lifecycle.download_step(render.pk) == "expired"
+    assert download_step(render.pk) == "expired"
 
     render = fresh(render)
     assert render.state == State.EXPIRED
@@ -653,7 +658,7 @@ def test_a_result_url_revoked_after_completion_expires_the_render(gateway, owner
     render = finished(owner, api, queue)
     gateway.expire_results()  # the URL the studio holds now answers 403, long before its stated expiry
 
-    assert lifecycle.download_step(render.pk) == "expired"
+    assert download_step(render.pk) == "expired"
 
     render = fresh(render)
     assert render.state == State.EXPIRED
@@ -667,7 +672,7 @@ def test_a_bad_download_is_retried_and_succeeds_once_the_fault_is_gone(gateway, 
     render = finished(owner, api, queue)
     gateway.add_fault("result", kind=kind)
 
-    assert lifecycle.download_step(render.pk) == "retry"
+    assert download_step(render.pk) == "retry"
 
     render = fresh(render)
     assert render.state == State.DOWNLOADING
@@ -676,7 +681,7 @@ def test_a_bad_download_is_retried_and_succeeds_once_the_fault_is_gone(gateway, 
     assert 0 < seconds_until(render.next_attempt_at) <= 2
     assert files_of(render) == []  # the partial file is gone
 
-    assert lifecycle.download_step(render.pk) == "completed"
+    assert download_step(render.pk) == "completed"
     render = fresh(render)
     assert render.state == State.COMPLETED
     assert render.error == ""
@@ -687,7 +692,7 @@ def test_a_redirect_to_another_host_fails_the_download_and_fetches_nothing(gatew
     render = finished(owner, api, queue)
     gateway.add_fault("result", kind="redirect", location="http://cdn.example.com/clip.mp4")
 
-    assert lifecycle.download_step(render.pk) == "failed"
+    assert download_step(render.pk) == "failed"
 
     render = fresh(render)
     assert render.state == State.FAILED
@@ -701,7 +706,7 @@ def test_a_redirect_to_another_host_fails_the_download_and_fetches_nothing(gatew
 def test_a_billed_render_whose_download_failed_does_not_claim_nothing_was_billed(gateway, owner, queue, api):
     render = finished(owner, api, queue)
     gateway.add_fault("result", kind="redirect", location="http://cdn.example.com/clip.mp4")
-    lifecycle.download_step(render.pk)
+    download_step(render.pk)
 
     render = fresh(render)
     assert render.billed_cost > 0
@@ -728,7 +733,7 @@ def test_a_full_disk_during_the_download_schedules_a_retry_and_keeps_the_render(
             raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("studio.gateway.client.os.fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
-    assert lifecycle.download_step(render.pk) == "retry"
+    assert download_step(render.pk) == "retry"
     monkeypatch.undo()
 
     render = fresh(render)
@@ -738,7 +743,7 @@ def test_a_full_disk_during_the_download_schedules_a_retry_and_keeps_the_render(
     assert render.next_attempt_at is not None and render.lease_until is None
     assert files_of(render) == []
 
-    assert lifecycle.download_step(render.pk) == "completed"
+    assert download_step(render.pk) == "completed"
     assert fresh(render).state == State.COMPLETED
 
 
@@ -750,7 +755,7 @@ def test_two_downloads_at_once_store_one_clip(gateway, owner, queue, api):
     def download():
         try:
             start.wait()
-            steps.append(lifecycle.download_step(render.pk))
+            steps.append(download_step(render.pk))
         finally:
             connections.close_all()
 
@@ -782,8 +787,8 @@ def test_sweep_marks_a_render_stuck_submitting_as_submit_unknown(gateway, owner,
         state=State.SUBMITTING, updated_at=timezone.now() - timedelta(seconds=limit - 5)
     )
 
-    assert lifecycle.sweep()["submit_unknown"] == 1
-    lifecycle.run_poller(max_seconds=0.3, tick=0.05)
+    assert sweep()["submit_unknown"] == 1
+    run_poller(max_seconds=0.3, tick=0.05)
 
     stuck, recent = fresh(stuck), fresh(recent)
     assert stuck.state == State.SUBMIT_UNKNOWN
@@ -797,14 +802,14 @@ def test_sweep_revives_a_lost_download_and_the_poller_requeues_it(gateway, owner
     render = finished(owner, api, queue)
     Render.objects.filter(pk=render.pk).update(updated_at=timezone.now() - timedelta(minutes=3))
 
-    assert lifecycle.sweep()["downloads_revived"] == 1
+    assert sweep()["downloads_revived"] == 1
     assert fresh(render).next_attempt_at is not None
     queue.pending()
-    run = lifecycle.run_poller(max_seconds=0.3, tick=0.05)
+    run = run_poller(max_seconds=0.3, tick=0.05)
 
     assert run["downloads"] == 1
     assert "download_render" in queue.names()
-    assert lifecycle.download_step(render.pk) == "completed"
+    assert download_step(render.pk) == "completed"
     assert fresh(render).state == State.COMPLETED
 
 
@@ -814,7 +819,7 @@ def test_a_download_in_progress_is_not_revived(gateway, owner, queue, api):
         updated_at=timezone.now() - timedelta(minutes=3), lease_until=timezone.now() + timedelta(minutes=5)
     )
 
-    assert lifecycle.sweep()["downloads_revived"] == 0
+    assert sweep()["downloads_revived"] == 0
     assert fresh(render).next_attempt_at is None
 
 
@@ -824,7 +829,7 @@ def test_the_poller_picks_up_a_pending_render_whose_submit_task_was_lost(gateway
     queue.pending()  # the submit task is lost
     Render.objects.filter(pk=render.pk).update(created_at=timezone.now() - timedelta(seconds=11))
 
-    run = lifecycle.run_poller(max_seconds=10, tick=0.05)
+    run = run_poller(max_seconds=10, tick=0.05)
 
     render = fresh(render)
     assert run["submits"] == 1
@@ -836,11 +841,11 @@ def test_sweep_starts_the_poller_when_work_is_in_flight_and_nobody_polls(gateway
     sent(owner, api)
     queue.pending()
 
-    assert lifecycle.sweep()["in_flight"] is True
+    assert sweep()["in_flight"] is True
     assert queue.names() == ["run_poller"]
 
-    Lease.acquire(lifecycle.POLLER_LEASE, "another-poller", 30)
-    lifecycle.sweep()
+    Lease.acquire(POLLER_LEASE, "another-poller", 30)
+    sweep()
     assert queue.names() == []
 
 
@@ -856,7 +861,7 @@ def test_only_one_poller_runs_at_a_time(gateway, owner, queue, api):
     def poll():
         try:
             start.wait()
-            runs.append(lifecycle.run_poller(max_seconds=1, tick=0.05))
+            runs.append(run_poller(max_seconds=1, tick=0.05))
         finally:
             connections.close_all()
 
@@ -868,7 +873,7 @@ def test_only_one_poller_runs_at_a_time(gateway, owner, queue, api):
 
     assert sorted(run["ran"] for run in runs) == [False, True]
     assert {"ran": False} in runs
-    assert not Lease.is_held(lifecycle.POLLER_LEASE)
+    assert not Lease.is_held(POLLER_LEASE)
 
 
 def test_the_poller_keeps_thirty_renders_on_cadence_even_when_one_poll_hangs(
@@ -888,10 +893,10 @@ def test_the_poller_keeps_thirty_renders_on_cadence_even_when_one_poll_hangs(
             finally:
                 polled[task_id].append((start, time.monotonic()))
 
-    monkeypatch.setattr(lifecycle, "client_factory", Recording)
+    monkeypatch.setattr("studio.lifecycle.transitions.client_factory", Recording)
     gateway.add_fault("poll", kind="slow", seconds=1.5)
 
-    run = lifecycle.run_poller(max_seconds=30, tick=0.05)
+    run = run_poller(max_seconds=30, tick=0.05)
     queue.run()
 
     assert {fresh(r).state for r in renders} == {State.COMPLETED}

@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from PIL import Image
 
-from studio.actions import do_submit_render
+from studio.actions.renders import do_submit_render
 from studio.catalog import MODELS, SORA2_PRO
 from studio.forms import RenderForm, nearest_aspect_ratio, nearest_duration, promotion_initial
 from studio.models import Budget, Membership, Render, Role, State, Team
@@ -80,7 +80,7 @@ def submit(user, *, image: bytes | None = None, **fields) -> Render:
     files = {"init_image": SimpleUploadedFile("shot.png", image, content_type="image/png")} if image else {}
     form = RenderForm(data, files, user=user)
     assert form.is_valid(), form.errors
-    return do_submit_render(user, form)
+    return do_submit_render(user, form.order())
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def promote(user, draft: Render, billed: Decimal | None = None, **fields) -> Ren
     """A Pro render promoted from `draft` through the form, finished."""
     form = RenderForm(promote_data(draft, **fields), user=user)
     assert form.is_valid(), form.errors
-    return finish(do_submit_render(user, form), billed)
+    return finish(do_submit_render(user, form.order()), billed)
 
 
 def hidden_parent(html: str) -> str | None:

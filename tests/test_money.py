@@ -21,10 +21,14 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 from PIL import Image
 
-from studio import lifecycle, money, pricing
-from studio.actions import do_cancel_render, do_submit_render
+from studio import money, pricing
+from studio.actions.renders import do_cancel_render, do_submit_render
 from studio.forms import RenderForm
 from studio.gateway.client import GatewayClient
+from studio.lifecycle.download import download_step
+from studio.lifecycle.poll import poll_step
+from studio.lifecycle.submit import submit_step
+from studio.lifecycle.sweep import sweep
 from studio.models import (
     AT_GATEWAY,
     Budget,
@@ -142,7 +146,7 @@ def form_for(**fields) -> RenderForm:
 
 def submit(user, **fields) -> Render:
     """Create a render through the form and `do_submit_render`, as the page does."""
-    return do_submit_render(user, form_for(**fields))
+    return do_submit_render(user, form_for(**fields).order())
 
 
 def ledger(render: Render) -> list[tuple[str, Decimal]]:
@@ -158,7 +162,7 @@ def billed_by(emulator, render: Render, field: str = "credits") -> Decimal:
 def sent(user, api, **fields) -> Render:
     """A render the gateway accepted; its submit task ran twice by hand (the queued one is dropped)."""
     render = submit(user, **fields)
-    assert [lifecycle.submit_step(render.pk, api) for _ in range(2)] == ["submitted", "skipped"]
+    assert [submit_step(render.pk, api) for _ in range(2)] == ["submitted", "skipped"]
     return fresh(render)
 
 
@@ -221,7 +225,7 @@ def test_a_completed_render_settles_what_the_gateway_billed_not_the_estimate(
     assert ledger(render) == [(HOLD, estimate), (SETTLE, billed)]
     assert status_of(team_budget) == (billed, 0, 100 - billed)
     assert money.settle(render.pk) == "already"
-    assert lifecycle.sweep()["settled"] == 0
+    assert sweep()["settled"] == 0
     assert ledger(render) == [(HOLD, estimate), (SETTLE, billed)]
 
 
@@ -229,7 +233,7 @@ def test_cancelling_a_running_render_settles_the_seconds_billed(slow_dear, owner
     render = poll_until(sent(owner, api), api, lambda r: r.state == State.RUNNING)
 
     do_cancel_render(render)
-    steps = [lifecycle.poll_step(render.pk, api) for _ in range(2)]
+    steps = [poll_step(render.pk, api) for _ in range(2)]
 
     render = fresh(render)
     billed = billed_by(slow_dear, render, "cancel_credits")
@@ -246,7 +250,7 @@ def test_cancelling_a_queued_render_releases_its_hold(slow_dear, owner, acme, qu
     assert render.state == State.QUEUED
 
     do_cancel_render(render)
-    steps = [lifecycle.poll_step(render.pk, api) for _ in range(2)]
+    steps = [poll_step(render.pk, api) for _ in range(2)]
 
     assert steps == ["cancelled", "skipped"]
     assert fresh(render).state == State.CANCELLED
@@ -305,10 +309,10 @@ def test_a_submission_that_keeps_failing_with_5xx_holds_until_it_gives_up_then_r
     dear.add_fault("submit", times=2, status=503)
     render = submit(owner)
 
-    assert [lifecycle.submit_step(render.pk, api) for _ in range(2)] == ["retry", "skipped"]
+    assert [submit_step(render.pk, api) for _ in range(2)] == ["retry", "skipped"]
     assert ledger(render) == [(HOLD, Decimal("0.50"))]  # waiting to retry: still holding
     Render.objects.filter(pk=render.pk).update(next_attempt_at=timezone.now())
-    assert [lifecycle.submit_step(render.pk, api) for _ in range(2)] == ["failed", "skipped"]
+    assert [submit_step(render.pk, api) for _ in range(2)] == ["failed", "skipped"]
 
     assert fresh(render).state == State.FAILED
     assert ledger(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
@@ -323,7 +327,7 @@ def test_a_submission_with_an_unknown_outcome_keeps_holding(dear, owner, acme, q
 
     assert fresh(render).state == State.SUBMIT_UNKNOWN
     assert money.settle(render.pk) == "holding"
-    assert lifecycle.sweep()["settled"] == 0
+    assert sweep()["settled"] == 0
     assert ledger(render) == [(HOLD, Decimal("0.50"))]  # the gateway may yet bill it
     assert status_of(team_budget) == (0, Decimal("0.50"), Decimal("4.50"))
 
@@ -333,11 +337,11 @@ def test_a_stalled_render_keeps_holding(dear, owner, acme, queue, api, settings)
     render = sent(owner, api)
     time.sleep(0.06)
 
-    assert [lifecycle.poll_step(render.pk, api) for _ in range(2)] == ["stalled", "skipped"]
+    assert [poll_step(render.pk, api) for _ in range(2)] == ["stalled", "skipped"]
 
     assert fresh(render).state == State.STALLED
     assert money.settle(render.pk) == "holding"
-    assert lifecycle.sweep()["settled"] == 0
+    assert sweep()["settled"] == 0
     assert ledger(render) == [(HOLD, Decimal("0.50"))]
 
 
@@ -348,7 +352,7 @@ def test_a_render_billed_but_expired_before_its_download_settles_the_bill(dear, 
     assert render.state == State.DOWNLOADING
     assert ledger(render) == [(HOLD, Decimal("0.50"))]  # billed, not yet settled: the render has not ended
 
-    assert [lifecycle.download_step(render.pk) for _ in range(2)] == ["expired", "skipped"]
+    assert [download_step(render.pk) for _ in range(2)] == ["expired", "skipped"]
 
     assert fresh(render).state == State.EXPIRED
     assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed_by(dear, render))]
@@ -358,7 +362,7 @@ def test_a_render_billed_whose_download_failed_settles_the_bill(dear, owner, acm
     render = poll_until(sent(owner, api), api, lambda r: r.state not in AT_GATEWAY)
     dear.add_fault("result", kind="redirect", location="http://cdn.example.com/clip.mp4")
 
-    assert [lifecycle.download_step(render.pk) for _ in range(2)] == ["failed", "skipped"]
+    assert [download_step(render.pk) for _ in range(2)] == ["failed", "skipped"]
 
     assert fresh(render).state == State.FAILED
     assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed_by(dear, render))]
@@ -375,7 +379,7 @@ def test_a_completed_render_whose_bill_was_not_reported_settles_the_estimate(dea
     with Unreported() as client:
         render = poll_until(render, client, lambda r: r.state not in AT_GATEWAY)
 
-    assert [lifecycle.download_step(render.pk) for _ in range(2)] == ["completed", "skipped"]
+    assert [download_step(render.pk) for _ in range(2)] == ["completed", "skipped"]
 
     render = fresh(render)
     assert render.state == State.COMPLETED and render.billed_cost is None
@@ -407,8 +411,8 @@ def test_a_crash_between_the_bill_and_the_settle_is_settled_once_by_the_sweep(
     assert render.billed_cost == billed_by(dear, render)
     assert ledger(render) == [(HOLD, Decimal("0.50"))]  # billed, but no outcome yet
 
-    assert lifecycle.sweep()["settled"] == 1
-    assert lifecycle.sweep()["settled"] == 0
+    assert sweep()["settled"] == 1
+    assert sweep()["settled"] == 0
 
     assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, render.billed_cost)]
     assert money.settle(render.pk) == "already"
@@ -619,7 +623,7 @@ def test_a_refused_submit_leaves_no_file_behind(db, owner, acme, settings):
     assert form.is_valid(), form.errors
 
     with pytest.raises(money.BudgetExceeded):
-        do_submit_render(owner, form)
+        do_submit_render(owner, form.order())
 
     assert Render.objects.count() == 0
     renders = Path(settings.MEDIA_ROOT) / "renders"
@@ -632,7 +636,7 @@ def test_submitting_into_another_team_is_held_against_that_teams_budget(db, owne
     budget(other, "0.20")
 
     with pytest.raises(money.BudgetExceeded, match="team Bolt's"):
-        do_submit_render(owner, form_for(), team=other)
+        do_submit_render(owner, form_for().order(), team=other)
 
 
 # --- the rate card -------------------------------------------------------------------------------------------

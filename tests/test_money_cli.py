@@ -12,7 +12,8 @@ from django.core.management import CommandError, call_command
 from django.db import transaction
 
 from studio import money
-from studio.models import Budget, LedgerEntry, Membership, Rate, Render, Role, State, Team, advance
+from studio.lifecycle.transitions import advance
+from studio.models import Budget, LedgerEntry, Membership, Rate, Render, Role, State, Team
 
 
 def run(*args) -> str:

@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from studio import money, reports
+from studio.lifecycle.transitions import advance
 from studio.models import (
     Budget,
     LedgerEntry,
@@ -40,7 +41,6 @@ from studio.models import (
     State,
     Tag,
     Team,
-    advance,
 )
 
 PROMPT = "A lighthouse at dawn, waves rolling in"

@@ -11,9 +11,10 @@ from django.core.files.base import ContentFile
 from django.test import Client
 from PIL import Image
 
-from studio import lifecycle
+from studio.access import INIT_IMAGE_LINK_LIFETIME as LIFETIME
+from studio.access import init_image_token
+from studio.lifecycle.submit import image_reference
 from studio.models import Render
-from studio.views.public import LIFETIME, init_image_token
 
 
 def png() -> bytes:
@@ -39,13 +40,13 @@ def with_image(owner) -> Render:
 @pytest.mark.django_db
 def test_without_a_public_url_the_image_travels_as_a_data_uri(with_image, settings):
     settings.STUDIO_PUBLIC_URL = ""
-    assert lifecycle.image_reference(with_image).startswith("data:image/png;base64,")
+    assert image_reference(with_image).startswith("data:image/png;base64,")
 
 
 @pytest.mark.django_db
 def test_with_a_public_url_the_gateway_gets_a_signed_link_that_serves_the_image(with_image, settings):
     settings.STUDIO_PUBLIC_URL = "https://studio.example.com"
-    link = lifecycle.image_reference(with_image)
+    link = image_reference(with_image)
     assert link.startswith("https://studio.example.com/i/")
     response = Client().get(link.removeprefix("https://studio.example.com"))  # no login: the token is the key
     assert response.status_code == 200

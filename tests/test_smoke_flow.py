@@ -2,26 +2,27 @@
 
 import pytest
 
-from studio import lifecycle
-from studio.actions import do_submit_render
+from studio.actions.renders import do_submit_render
 from studio.forms import RenderForm
+from studio.lifecycle.poller import run_poller
+from studio.lifecycle.submit import submit_step
 from studio.models import State
 
 
 def submit(user, **fields):
     form = RenderForm({"model": "sora2", "prompt": "A red apple rolls", "duration_seconds": "5", **fields})
     assert form.is_valid(), form.errors
-    return do_submit_render(user, form)
+    return do_submit_render(user, form.order())
 
 
 @pytest.mark.django_db(transaction=True)
 def test_render_completes(gateway, owner, queue):
     render = submit(owner)
     assert queue.names() == ["submit_render"]
-    lifecycle.submit_step(render.pk)
+    submit_step(render.pk)
     render.refresh_from_db()
     assert render.state == State.QUEUED
-    result = lifecycle.run_poller(max_seconds=30, tick=0.05)
+    result = run_poller(max_seconds=30, tick=0.05)
     print(result)
     queue.run()
     render.refresh_from_db()

@@ -13,11 +13,12 @@ from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.http import require_POST, require_safe
 
-from studio import access, actions
+from studio import access
+from studio.actions.gallery import do_add_tag, do_remove_tag, do_toggle_star
+from studio.catalog import MODEL_CHOICES
 from studio.gallery import (
     ANY_STATE,
     MINE,
-    MODELS,
     SCOPES,
     SORT_LABELS,
     TEAM,
@@ -69,7 +70,7 @@ def _filter_bar(team, filters) -> dict:
         "team": team,
         "scopes": SCOPES,
         "authors": authors,
-        "models": MODELS,
+        "models": dict(MODEL_CHOICES),
         "states": [(ANY_STATE, "Any state"), *State.choices],
         "reviews": ReviewState.choices,
         "sorts": SORT_LABELS,
@@ -90,7 +91,7 @@ class StarButton:
 def star(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Star or unstar a clip for the current user; answers with the star button."""
     item = access.get_render_for_user(request.user, render_id)
-    starred = actions.do_toggle_star(request.user, item)
+    starred = do_toggle_star(request.user, item)
     return render(request, "gallery.html#star", {"render": StarButton(item.pk, starred)})
 
 
@@ -100,7 +101,7 @@ def tag_add(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResp
     """Tag a clip; a bad name leaves the tags as they were and says why in a toast."""
     item = access.get_render_for_user(request.user, render_id)
     try:
-        actions.do_add_tag(request.user, item, request.POST.get("name", ""))
+        do_add_tag(request.user, item, request.POST.get("name", ""))
     except BadValue as error:
         messages.error(request, str(error))
     return render(request, "gallery.html#tags", {"render": item})
@@ -111,7 +112,7 @@ def tag_add(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResp
 def tag_remove(request: AuthenticatedHtmxRequest, render_id: uuid.UUID, name: str) -> HttpResponse:
     """Remove a tag from a clip (already gone is fine); answers with the tags."""
     item = access.get_render_for_user(request.user, render_id)
-    actions.do_remove_tag(item, name)
+    do_remove_tag(item, name)
     return render(request, "gallery.html#tags", {"render": item})
 
 

@@ -21,7 +21,9 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
-from studio import access, actions, money, pricing
+from studio import access, money, pricing
+from studio.actions.renders import RerunOutcome, do_rerun_render
+from studio.forms import RerunRefused, rerun_order
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render
 from studio.views.studio import poller_since
@@ -86,7 +88,12 @@ def lineage(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResp
 def rerun(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Render a clip again exactly, as the requester's own new render; the toast says what it costs."""
     original = access.get_render_for_user(request.user, render_id)  # VIEW: see the module docstring
-    outcome = actions.do_rerun_render(request.user, original, request.POST.get("client_token", ""))
+    try:
+        order = rerun_order(request.user, original, request.POST.get("client_token", ""))
+    except RerunRefused as refused:
+        outcome = RerunOutcome(None, str(refused))
+    else:
+        outcome = do_rerun_render(request.user, order)
     if outcome.render is None:
         if request.htmx:
             return HttpResponse(outcome.message, status=400, content_type="text/plain")  # shown as a toast

@@ -26,7 +26,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from studio import access, actions, pricing, reports
+from studio import access, pricing, reports
+from studio.actions.money import do_set_budget, do_set_rate
 from studio.catalog import MODELS
 from studio.htmx import AuthenticatedHtmxRequest
 from studio.models import Budget, Membership, Rate, Role
@@ -217,7 +218,7 @@ def _save_budgets(request: AuthenticatedHtmxRequest) -> HttpResponse:
         return render(request, "budgets.html", context, status=400)
     changes = form.changes()
     for user, amount in changes:
-        actions.do_set_budget(scope.team, user, amount, by=request.user)
+        do_set_budget(scope.team, user, amount, by=request.user)
     messages.success(request, f"Saved {len(changes)} budget change(s)." if changes else "Nothing changed.")
     if request.htmx:
         return render(request, "budgets.html#budget-form", _budgets_context(scope))
@@ -277,7 +278,7 @@ def rate_set(request: AuthenticatedHtmxRequest, rate_id: int) -> HttpResponse:
         if request.htmx:
             return render(request, "rates.html#rate-card", context)
         return render(request, "rates.html", context, status=400)
-    rate = actions.do_set_rate(rate, form.cleaned_data["usd_per_second"], by=request.user)
+    rate = do_set_rate(rate, form.cleaned_data["usd_per_second"], by=request.user)
     messages.success(
         request, f"{rate.model} {rate.rate_key} is now {pricing.per_second(rate.usd_per_second)}."
     )

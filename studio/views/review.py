@@ -7,7 +7,6 @@ renders are never reviewed, and only finished clips are.
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 
 from django import forms
@@ -19,64 +18,14 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from studio import access, actions, money
+from studio import access, money
+from studio.actions.renders import do_toggle_private
+from studio.actions.review import do_add_comment, do_review_render
+from studio.forms import CommentForm, ReviewForm
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
-from studio.models import Render, ReviewState, State
+from studio.models import Render, State
 
-MAX_TEXT = 2000
 QUEUE_SIZE = 100
-
-
-def _clean_text(value: str, label: str) -> str:
-    """Text as stored: newlines normalised to \\n, no other control characters, at most MAX_TEXT characters."""
-    value = value.replace("\r\n", "\n").replace("\r", "\n").strip()
-    if any(unicodedata.category(c) == "Cc" and c != "\n" for c in value):
-        raise forms.ValidationError(f"{label} may not contain control characters.")
-    if len(value) > MAX_TEXT:
-        raise forms.ValidationError(f"{label} is {len(value)} characters long; the most is {MAX_TEXT}.")
-    return value
-
-
-class ReviewForm(forms.Form):
-    state = forms.ChoiceField(
-        choices=ReviewState.choices,
-        error_messages={
-            "required": "Choose a review state.",
-            "invalid_choice": "“%(value)s” is not a review state.",
-        },
-    )
-    note = forms.CharField(required=False, strip=False)
-
-    def clean_note(self) -> str:
-        return _clean_text(self.cleaned_data["note"], "The note")
-
-
-class CommentForm(forms.Form):
-    text = forms.CharField(strip=False, error_messages={"required": "Write a comment first."})
-    at = forms.FloatField(
-        required=False,
-        min_value=0,
-        error_messages={
-            "invalid": "The time must be a number.",
-            "min_value": "The time cannot be before the start.",
-        },
-    )
-
-    def __init__(self, *args, clip_seconds: float, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.clip_seconds = clip_seconds
-
-    def clean_text(self) -> str:
-        text = _clean_text(self.cleaned_data["text"], "A comment")
-        if not text:
-            raise forms.ValidationError("Write a comment first.")
-        return text
-
-    def clean_at(self) -> float | None:
-        at = self.cleaned_data["at"]
-        if at is not None and at > self.clip_seconds:
-            raise forms.ValidationError(f"The time is past the end of the clip ({self.clip_seconds:g} s).")
-        return at
 
 
 def _rejected(form: forms.Form) -> HttpResponse:
@@ -140,7 +89,7 @@ def review(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
         return _rejected(form)
     if item.state != State.COMPLETED:
         return _bad_request("Only finished clips can be reviewed.")
-    actions.do_review_render(item, request.user, form.cleaned_data["state"], form.cleaned_data["note"])
+    do_review_render(item, request.user, form.cleaned_data["state"], form.cleaned_data["note"])
     messages.success(request, f"Marked “{item.get_review_state_display()}”.")
     if not request.htmx:
         return redirect("detail", render_id=item.pk)
@@ -162,7 +111,7 @@ def comment_add(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> Http
     form = CommentForm(request.POST, clip_seconds=_clip_seconds(item))
     if not form.is_valid():
         return _rejected(form)
-    actions.do_add_comment(item, request.user, form.cleaned_data["text"], form.cleaned_data["at"])
+    do_add_comment(item, request.user, form.cleaned_data["text"], form.cleaned_data["at"])
     if not request.htmx:
         return redirect(reverse("detail", args=[item.pk]) + "#comments")
     return render(request, "detail.html#comments", {"render": item, "comments": _comments(item)})
@@ -176,7 +125,7 @@ def private(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResp
     value = request.POST.get("private")
     if value not in ("0", "1"):
         return _bad_request("Say whether the render should be private (1) or shared (0).")
-    item = actions.do_toggle_private(item, value == "1")
+    item = do_toggle_private(item, value == "1")
     if not request.htmx:
         return redirect("detail", render_id=item.pk)
     review_actions = {"render": item, "on_detail": True, "oob_review": True}

@@ -14,9 +14,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseStopPolling
 
-from studio import access, actions, money
+from studio import access, money
+from studio.actions.renders import do_cancel_render, do_submit_render
 from studio.catalog import MODELS, SORA2, SORA2_PRO
-from studio.forms import RenderForm, promotion_refusal
+from studio.forms import RenderForm
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render
 from studio.ranged import ranged_file_response
@@ -89,7 +90,7 @@ def _prefilled(request: AuthenticatedHtmxRequest) -> tuple[RenderForm | None, di
     source = access.get_render_for_user(request.user, source_id)
     if key == "remix":
         return RenderForm.remixing(source), {"remix_of": source}
-    refusal = promotion_refusal(source)
+    refusal = source.promotion_refusal()
     if refusal:
         return None, {"prefill_message": refusal}
     return RenderForm.promoting(source), {}
@@ -117,7 +118,7 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     token = form.cleaned_data.get("client_token")
     repeated = bool(token) and Render.objects.filter(user=request.user, client_token=token).exists()
     try:
-        new = actions.do_submit_render(request.user, form)
+        new = do_submit_render(request.user, form.order())
     except money.BudgetExceeded as refused:
         form.add_error(None, refused.message)  # refused before anything was recorded or sent
         return _form_with_errors(request, form)
@@ -191,7 +192,7 @@ def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
 @require_POST
 def cancel(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Cancel a render the user owns; the card says what it cost."""
-    outcome = actions.do_cancel_render(access.get_render_for_user(request.user, render_id, access.Need.OWN))
+    outcome = do_cancel_render(access.get_render_for_user(request.user, render_id, access.Need.OWN))
     messages.info(request, outcome.message)
     return render_partials(
         request,

@@ -6,12 +6,9 @@ Membership changes are `do_*` actions; the last admin of a team is protected the
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 
-from django import forms
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,50 +17,18 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from studio import access, actions
+from studio import access
+from studio.actions.teams import (
+    TeamChangeRefused,
+    do_add_member,
+    do_create_team,
+    do_remove_member,
+    do_set_role,
+    do_switch_team,
+)
+from studio.forms import MemberForm, RoleForm, TeamForm
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import ROLE_RANK, Membership, Role, Team
-
-# --- forms ----------------------------------------------------------------------------------------------------
-
-
-class TeamForm(forms.Form):
-    name = forms.CharField(max_length=80, strip=True)
-
-    def clean_name(self) -> str:
-        name = " ".join(self.cleaned_data["name"].split())
-        if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
-            raise forms.ValidationError("Use letters, digits, spaces and punctuation only.")
-        return name
-
-
-class MemberForm(forms.Form):
-    """Who to add (a username, as people know each other) and with which role."""
-
-    username = forms.CharField(max_length=150, strip=True)
-    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
-
-    def __init__(self, *args, team: Team, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.team = team
-
-    def clean_username(self):
-        name = self.cleaned_data["username"]
-        users = get_user_model().objects.filter(is_active=True)
-        user = users.filter(username=name).first()
-        if user is None:  # "Bob" finds bob, unless bob and Bob both exist
-            alike = list(users.filter(username__iexact=name)[:2])
-            user = alike[0] if len(alike) == 1 else None
-        if user is None:
-            raise forms.ValidationError(f"There is no user called “{name}”.")
-        if Membership.objects.filter(team=self.team, user=user).exists():
-            raise forms.ValidationError(f"{user.get_username()} is already in this team.")
-        return user
-
-
-class RoleForm(forms.Form):
-    role = forms.ChoiceField(choices=Role.choices)
-
 
 # --- context --------------------------------------------------------------------------------------------------
 
@@ -119,8 +84,8 @@ def team_list(request: AuthenticatedHtmxRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "teams.html", _teams_context(request, form), status=400)
     try:
-        team = actions.do_create_team(request.user, form.cleaned_data["name"])
-    except actions.TeamChangeRefused as refused:
+        team = do_create_team(request.user, form.cleaned_data["name"])
+    except TeamChangeRefused as refused:
         form.add_error("name", str(refused))
         return render(request, "teams.html", _teams_context(request, form), status=400)
     messages.success(request, f"Team {team.name} created: add its members below.")
@@ -144,8 +109,8 @@ def member_add(request: AuthenticatedHtmxRequest, team_id: uuid.UUID) -> HttpRes
     added = None
     if form.is_valid():
         try:
-            added = actions.do_add_member(team, form.cleaned_data["username"], form.cleaned_data["role"])
-        except actions.TeamChangeRefused as refused:  # added by another admin since the form was checked
+            added = do_add_member(team, form.cleaned_data["username"], form.cleaned_data["role"])
+        except TeamChangeRefused as refused:  # added by another admin since the form was checked
             form.add_error("username", str(refused))
     if added is None:
         if not request.htmx:
@@ -177,9 +142,9 @@ def member_role(request: AuthenticatedHtmxRequest, team_id: uuid.UUID, membershi
         messages.error(request, "Pick a role: member, reviewer or admin.")
     else:
         try:
-            changed = actions.do_set_role(member, form.cleaned_data["role"])
+            changed = do_set_role(member, form.cleaned_data["role"])
             messages.success(request, f"{changed.user.get_username()} is now {changed.get_role_display()}.")
-        except actions.TeamChangeRefused as refused:
+        except TeamChangeRefused as refused:
             messages.error(request, str(refused))
     return _members_response(request, team)
 
@@ -191,9 +156,9 @@ def member_remove(request: AuthenticatedHtmxRequest, team_id: uuid.UUID, members
     team, _ = access.get_team_for_user(request.user, team_id, Role.ADMIN)
     member = get_object_or_404(Membership.objects.select_related("user"), pk=membership_id, team=team)
     try:
-        actions.do_remove_member(member)
+        do_remove_member(member)
         messages.success(request, f"{member.user.get_username()} was removed from {team.name}.")
-    except actions.TeamChangeRefused as refused:
+    except TeamChangeRefused as refused:
         messages.error(request, str(refused))
     return _members_response(request, team)
 
@@ -210,7 +175,7 @@ def team_switch(request: AuthenticatedHtmxRequest) -> HttpResponse:
         except ValueError:
             raise Http404("No such team.") from None
         team, _ = access.get_team_for_user(request.user, team_id)
-    actions.do_switch_team(request.user, team)
+    do_switch_team(request.user, team)
     messages.info(request, f"New renders go to {team.name}." if team else "New renders are personal.")
     if request.htmx:
         # 204 + HX-Refresh: the whole page follows the new team; the toast waits in the session for it.

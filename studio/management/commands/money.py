@@ -19,7 +19,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.management.base import BaseCommand, CommandError
 
-from studio import actions, money, pricing, reports
+from studio import money, pricing, reports
+from studio.actions.money import do_set_budget, do_set_rate
 from studio.models import Budget, Membership, Rate, Team
 
 OPERATOR = AnonymousUser()  # sees every member's lines; has no lines of its own
@@ -75,7 +76,7 @@ class Command(BaseCommand):
             value = _decimal(usd, "The rate")
             if value <= 0:
                 raise CommandError("The rate must be above $0 per second.")
-            actions.do_set_rate(rate, value, by=None)
+            do_set_rate(rate, value, by=None)
         self.stdout.write("1 credit = $1. Dollars per second of footage:")
         for rate in Rate.objects.order_by("model", "rate_key"):
             seen = rate.last_seen_at.isoformat() if rate.last_seen_at else "never"
@@ -88,7 +89,7 @@ class Command(BaseCommand):
         team = self._team(options["team"])
         user = self._member(team, options["user"]) if options["user"] else None
         amount = None if options["amount"].lower() == "none" else _decimal(options["amount"], "The budget")
-        actions.do_set_budget(team, user, amount, by=None)
+        do_set_budget(team, user, amount, by=None)
         who = user.get_username() if user else f"team {team.name}"
         self.stdout.write(f"{who}: {'no budget' if amount is None else pricing.dollars(amount) + ' a month'}")
 

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 
 from studio import access, money
-from studio.actions import do_submit_render
+from studio.actions.renders import do_submit_render
 from studio.catalog import MODELS, SORA2
 from studio.forms import RenderForm
 from studio.models import TERMINAL, Render, Team
@@ -75,7 +75,7 @@ class Command(BaseCommand):
         renders: list[Render] = []
         for where, form in forms:
             try:
-                render = do_submit_render(user, form, **where_to)
+                render = do_submit_render(user, form.order(), **where_to)
             except money.BudgetExceeded as refused:
                 raise CommandError(
                     f"{where}: refused, nothing sent: {refused.message} ({len(renders)} submitted before it.)"

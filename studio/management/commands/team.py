@@ -11,7 +11,13 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from studio import actions
+from studio.actions.teams import (
+    TeamChangeRefused,
+    do_add_member,
+    do_create_team,
+    do_remove_member,
+    do_set_role,
+)
 from studio.models import Membership, Role, Team
 
 ROLES = [role.value for role in Role]
@@ -42,29 +48,29 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         try:
             getattr(self, f"_{options['action']}")(options)
-        except actions.TeamChangeRefused as refused:
+        except TeamChangeRefused as refused:
             raise CommandError(str(refused)) from refused
 
     def _create(self, options: dict) -> None:
         name = " ".join(options["name"].split())
         if not name or len(name) > 80:
             raise CommandError("A team name has 1 to 80 characters.")
-        team = actions.do_create_team(self._user(options["admin"]), name)
+        team = do_create_team(self._user(options["admin"]), name)
         self.stdout.write(team.slug)
 
     def _add(self, options: dict) -> None:
         team, user = self._team(options["slug"]), self._user(options["username"])
-        actions.do_add_member(team, user, options["role"])
+        do_add_member(team, user, options["role"])
         self.stdout.write(f"{user.get_username()} joined {team.slug} as {options['role']}.")
 
     def _role(self, options: dict) -> None:
         member = self._membership(options["slug"], options["username"])
-        actions.do_set_role(member, options["role"])
+        do_set_role(member, options["role"])
         self.stdout.write(f"{options['username']} is now {options['role']} in {options['slug']}.")
 
     def _remove(self, options: dict) -> None:
         member = self._membership(options["slug"], options["username"])
-        actions.do_remove_member(member)
+        do_remove_member(member)
         self.stdout.write(f"{options['username']} was removed from {options['slug']}.")
 
     def _list(self, options: dict) -> None:
