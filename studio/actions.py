@@ -153,8 +153,9 @@ def do_toggle_star(user, render: Render) -> bool:
 
 def do_add_tag(user, render: Render, name: str):
     """Tag the render (a name it already has is kept once); raises gallery.BadValue for a bad name or too many."""
-    from studio.gallery import TAGS_PER_RENDER, BadValue, clean_tag_name
+    from studio.gallery import TAGS_PER_RENDER, clean_tag_name
     from studio.models import Tag
+    from studio.params import BadValue
 
     name = clean_tag_name(name)
     existing = Tag.objects.filter(render=render, name__iexact=name).first()

@@ -21,6 +21,7 @@ from django.http import QueryDict
 
 from studio.catalog import MODEL_CHOICES
 from studio.models import Render, ReviewState, Star, State, Tag, Team
+from studio.params import BadValue
 
 PAGE_SIZE = 24
 MINE, TEAM = "mine", "team"
@@ -36,10 +37,6 @@ CURSOR_MAX_LENGTH = 400
 CURSOR_SALT = "studio.gallery.cursor"
 MODELS = dict(MODEL_CHOICES)
 USERNAME = re.compile(r"[\w.@+-]+")  # what Django's username validator accepts
-
-
-class BadValue(ValueError):
-    """A value from the user the gallery cannot use; the message says why and is safe to show."""
 
 
 @dataclass(frozen=True)
