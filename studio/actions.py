@@ -10,9 +10,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from studio import access, money, pricing
+from studio import access, pricing
 from studio.forms import RenderForm
 from studio.models import AT_GATEWAY, Render, State, advance
+from studio.money import ledger
 from studio.tasks import enqueue, ensure_poller
 
 ACTIVE_TEAM = object()  # do_submit_render's default: the author's active team
@@ -21,7 +22,7 @@ ACTIVE_TEAM = object()  # do_submit_render's default: the author's active team
 def do_submit_render(user, form: RenderForm, team=ACTIVE_TEAM) -> Render:
     """Record a validated render, hold its estimate against the budgets, and queue its submission on commit.
 
-    Raises money.BudgetExceeded when a budget cannot cover the estimate: nothing is recorded or sent.
+    Raises ledger.BudgetExceeded when a budget cannot cover the estimate: nothing is recorded or sent.
     A repeated `client_token` (a double-clicked submit) returns the render the first click made.
     """
     data = form.cleaned_data
@@ -31,7 +32,7 @@ def do_submit_render(user, form: RenderForm, team=ACTIVE_TEAM) -> Render:
         if existing:
             return existing
     params = form.params
-    quote = money.quote(data["model"], params)
+    quote = ledger.quote(data["model"], params)
     try:
         with transaction.atomic():
             render = Render.objects.create(
@@ -47,7 +48,7 @@ def do_submit_render(user, form: RenderForm, team=ACTIVE_TEAM) -> Render:
                 rate_per_second=quote.rate_per_second,
                 parent=data.get("parent"),  # the draft a promotion re-renders, validated by the form
             )
-            money.hold(render)  # raises BudgetExceeded (rolling all of this back) before anything is sent
+            ledger.hold(render)  # raises BudgetExceeded (rolling all of this back) before anything is sent
             image = data.get("init_image")
             draft = data.get("parent")
             if image:
@@ -321,7 +322,7 @@ def do_rerun_render(user, original: Render, client_token: str = "") -> RerunOutc
         return RerunOutcome(None, f"This render cannot be re-run as it was: {problems}")
     try:
         render = do_submit_render(user, form)
-    except money.BudgetExceeded as error:
+    except ledger.BudgetExceeded as error:
         return RerunOutcome(None, error.message)
     return RerunOutcome(
         render,

@@ -126,9 +126,9 @@ def submit_step(render_id, client: GatewayClient | None = None) -> str:
     if not advance(render_id, State.SUBMITTING, state, **accepted):
         _late_acceptance(render_id, state, accepted)
     log.info("Render %s submitted as gateway task %s", render_id, submission.task_id)
-    from studio import money
+    from studio.money import ledger
 
-    money.learn_rate(render, submission.estimated_credits)  # the submit answer shows the live rate too
+    ledger.learn_rate(render, submission.estimated_credits)  # the submit answer shows the live rate too
     from studio.tasks import ensure_poller
 
     ensure_poller()
@@ -617,9 +617,9 @@ def sweep() -> dict:
         state=State.DOWNLOADING, next_attempt_at__isnull=True, updated_at__lt=now - timedelta(minutes=2)
     ).filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
     revived = stuck_downloads.update(next_attempt_at=now)
-    from studio import money
+    from studio.money import ledger
 
-    settled = money.settle_missing()
+    settled = ledger.settle_missing()
     in_flight = Render.objects.filter(state__in=IN_FLIGHT).exists()
     if in_flight:
         from studio.tasks import ensure_poller

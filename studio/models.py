@@ -256,10 +256,10 @@ def advance(render_id, from_states, to_state: str | None = None, *, where: Q | N
         rows = rows.filter(where)
     moved = rows.update(**fields) == 1
     if moved and to_state in TERMINAL:
-        from studio import money
+        from studio.money import ledger
 
         # The hold ends the moment the render does; a crash in between is mended by the sweep.
-        transaction.on_commit(lambda: money.settle(render_id), robust=True)
+        transaction.on_commit(lambda: ledger.settle(render_id), robust=True)
     return moved
 
 

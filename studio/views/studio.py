@@ -14,11 +14,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseStopPolling
 
-from studio import access, actions, money
+from studio import access, actions
 from studio.catalog import MODELS, SORA2, SORA2_PRO
 from studio.forms import RenderForm, promotion_refusal
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render
+from studio.money import ledger
 from studio.ranged import ranged_file_response
 
 PAGE_SIZE = 50
@@ -118,7 +119,7 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     repeated = bool(token) and Render.objects.filter(user=request.user, client_token=token).exists()
     try:
         new = actions.do_submit_render(request.user, form)
-    except money.BudgetExceeded as refused:
+    except ledger.BudgetExceeded as refused:
         form.add_error(None, refused.message)  # refused before anything was recorded or sent
         return _form_with_errors(request, form)
     if not request.htmx:
