@@ -7,19 +7,30 @@ Every page, fragment, action and video file goes through these helpers:
 - anonymous users never get here: views are `login_required`, which sends them to the login page; the one
   exception is a render's init image behind a signed, expiring token, for the gateway to fetch.
 Access is computed from the Membership rows on every request, so removing a member takes effect at once.
+Whose money a user may see (spend, the ledger, budgets, reconciliation) is a `MoneyScope`, from
+`money_scope_for_user`.
 """
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
+from django.contrib.auth.models import AnonymousUser
 from django.core import signing
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404
 from django.urls import reverse
 
-from studio.models import ROLE_RANK, Membership, Profile, Render, ReviewState, Role, State, Team
+from studio.models import ROLE_RANK, LedgerEntry, Membership, Profile, Render, ReviewState, Role, State, Team
+from studio.params import BadValue
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 INIT_IMAGE_SALT = "studio.init-image"
 INIT_IMAGE_LINK_LIFETIME = timedelta(hours=24)
@@ -141,3 +152,72 @@ def to_review(user, team_ids: set | None = None):
         .exclude(user=user)
         .select_related("user", "team")
     )
+
+
+# --- whose money ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MoneyScope:
+    """Whose money a page shows, and whether the viewer may see every member's lines.
+
+    A team's (every member's lines for its admins; the team's totals and their own line for everyone else), or the
+    viewer's personal renders (no team, no budgets).
+    """
+
+    team: Team | None  # None: the viewer's personal renders
+    viewer: User | AnonymousUser  # AnonymousUser: the `money` command's operator (no lines of its own)
+    sees_everyone: bool  # a team admin, or anyone looking at their own personal spend
+
+    @property
+    def personal(self) -> bool:
+        return self.team is None
+
+    @property
+    def param(self) -> str:
+        return "personal" if self.team is None else str(self.team.pk)
+
+    def person(self) -> User:
+        """The viewer, where the scope needs a person: personal renders, one's own lines. The operator only looks
+        at a team's money and sees every line, so never gets here."""
+        if isinstance(self.viewer, AnonymousUser):
+            raise ValueError("The operator has no personal renders and no lines of their own.")
+        return self.viewer
+
+    def ledger(self) -> QuerySet:
+        """Every ledger entry of the scope (team totals are shown to all its members)."""
+        if self.team is None:
+            return LedgerEntry.objects.filter(team__isnull=True, user=self.person())
+        return LedgerEntry.objects.filter(team=self.team)
+
+    def ledger_lines(self) -> QuerySet:
+        """The entries the viewer may see line by line: all for admins, their own for other members."""
+        rows = self.ledger()
+        return rows if self.sees_everyone else rows.filter(user=self.person())
+
+    def renders(self) -> QuerySet:
+        if self.team is None:
+            return Render.objects.filter(team__isnull=True, user=self.person())
+        return Render.objects.filter(team=self.team)
+
+
+def money_scope_for_user(user, value: str, role: str = Role.MEMBER) -> MoneyScope:
+    """Whose money: a team the user belongs to with `role` (else 404/403), or their personal renders.
+
+    `value` is the query string's `team`: a team id, "personal", or empty for the user's active team. Anything
+    else is a BadValue.
+    """
+    if value == "personal":
+        return MoneyScope(None, user, sees_everyone=True)
+    if value:
+        try:
+            team_id = uuid.UUID(value)
+        except ValueError:
+            raise BadValue("team must be a team id or “personal”.") from None
+    else:
+        team = active_team(user)
+        if team is None:
+            return MoneyScope(None, user, sees_everyone=True)
+        team_id = team.pk
+    team, me = get_team_for_user(user, team_id, role)
+    return MoneyScope(team, user, sees_everyone=me.allows(Role.ADMIN))

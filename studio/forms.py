@@ -1,9 +1,11 @@
-"""The render form: one form for both models, validated against the catalog for the chosen model."""
+"""The render form: one form for both models, validated against the catalog for the chosen model; and the money
+pages' forms (budgets, the rate card)."""
 
 from __future__ import annotations
 
 import math
 import uuid
+from decimal import Decimal
 from pathlib import PurePosixPath
 
 from django import forms
@@ -11,11 +13,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from studio import money, pricing
+from studio import pricing
 from studio.actions.renders import RenderOrder
 from studio.catalog import MAX_PROMPT_CHARS, MODEL_CHOICES, MODELS, SORA2, SORA2_PRO, ModelSpec, get_model
 from studio.media import MediaError, sniff_image
-from studio.models import Membership, Render, ReviewState, Role, Team
+from studio.models import Budget, Membership, Render, ReviewState, Role, Team
+from studio.money import ledger
 from studio.text import FORMAT, control_characters
 
 SEED_MAX = 2**32 - 1
@@ -215,7 +218,8 @@ class RenderForm(forms.Form):
             return None
         if "model" not in self.cleaned_data or self.cleaned_data.get("duration_seconds") is None:
             return None
-        return money.quote(self.cleaned_data["model"], self.params)
+        return ledger.quote(self.cleaned_data["model"], self.params)
+        return ledger.quote(self.cleaned_data["model"], self.params)  # the live rate card, from the database
 
 
 # --- promotion: a finished Sora 2 draft re-rendered on Sora 2 Pro ------------------------------------------------
@@ -398,3 +402,61 @@ class MemberForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+# --- money: budgets and the rate card -------------------------------------------------------------------------
+
+
+class MoneyField(forms.DecimalField):
+    """Dollars, 0 or more, cents at most; "$1,250.50" is fine; blank means no budget."""
+
+    widget = forms.TextInput
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(required=False, min_value=Decimal(0), max_digits=12, decimal_places=2, **kwargs)
+        self.widget.attrs.update({"inputmode": "decimal", "autocomplete": "off", "placeholder": "No budget"})
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            value = value.strip().removeprefix("$").strip().replace(",", "")
+        return super().to_python(value)
+
+
+class BudgetsForm(forms.Form):
+    """The team's monthly budget and one per member, on one form; only changed fields are saved."""
+
+    def __init__(self, *args, team, members: list, budgets: list[Budget], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.current = {budget.user_id: budget for budget in budgets}
+        self.people = {None: None, **{user.pk: user for user in members}}
+        for user_id, user in self.people.items():
+            budget = self.current.get(user_id)
+            label = f"Team {team.name}" if user is None else user.get_username()
+            self.fields[self.field_name(user_id)] = MoneyField(
+                label=label, initial=budget.monthly_usd if budget else None
+            )
+
+    @staticmethod
+    def field_name(user_id) -> str:
+        return "team_budget" if user_id is None else f"member_{user_id}"
+
+    def changes(self) -> list[tuple[object, Decimal | None]]:
+        """(user or None for the team, new amount or None to remove) for every field that changed."""
+        changed = []
+        for user_id, user in self.people.items():
+            amount = self.cleaned_data[self.field_name(user_id)]
+            budget = self.current.get(user_id)
+            if (budget.monthly_usd if budget else None) != amount:
+                changed.append((user, amount))
+        return changed
+
+
+class RateForm(forms.Form):
+    """One line of the rate card, set by staff: dollars per second of footage, above $0."""
+
+    usd_per_second = forms.DecimalField(
+        min_value=Decimal("0.000001"),
+        max_digits=12,
+        decimal_places=6,
+        error_messages={"min_value": "A rate must be more than $0 per second."},
+    )

@@ -21,6 +21,7 @@ from django.http import QueryDict
 from studio import access
 from studio.catalog import MODELS
 from studio.models import Render, ReviewState, Star, State, Tag, Team
+from studio.params import BadValue
 from studio.text import LINE_BREAKS, control_characters
 
 PAGE_SIZE = 24
@@ -36,10 +37,6 @@ SEARCH_MAX_LENGTH = 200
 CURSOR_MAX_LENGTH = 400
 CURSOR_SALT = "studio.gallery.cursor"
 USERNAME = re.compile(r"[\w.@+-]+")  # what Django's username validator accepts
-
-
-class BadValue(ValueError):
-    """A value from the user the gallery cannot use; the message says why and is safe to show."""
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from decimal import Decimal
 import pytest
 from django.db import connections
 
-from studio import money
 from studio.actions.renders import do_submit_render
 from studio.forms import RenderForm
 from studio.models import Budget, LedgerEntry, LedgerKind, Membership, Render, Role, Team
+from studio.money import ledger
 from tests.test_money import spent_earlier
 
 THREADS = 8
@@ -74,7 +74,7 @@ def test_concurrent_submits_cannot_together_exceed_a_nearly_spent_budget(queue, 
     results = submit_all_at_once(users)
 
     made = [r for r in results if isinstance(r, Render)]
-    refused = [r for r in results if isinstance(r, money.BudgetExceeded)]
+    refused = [r for r in results if isinstance(r, ledger.BudgetExceeded)]
     assert [r for r in results if r not in made and r not in refused] == []  # no database error escaped
     assert len(made) == 3
     assert len(refused) == THREADS - 3
@@ -83,6 +83,6 @@ def test_concurrent_submits_cannot_together_exceed_a_nearly_spent_budget(queue, 
     assert sorted(burst.values_list("pk", flat=True)) == sorted(r.pk for r in made)
     holds = LedgerEntry.objects.filter(render__in=burst, kind=LedgerKind.HOLD)
     assert sorted(holds.values_list("amount", flat=True)) == [Decimal("0.50")] * 3
-    status = money.budget_status(limited)
+    status = ledger.budget_status(limited)
     assert (status.used, status.held, status.left) == (Decimal("8.50"), Decimal("1.50"), Decimal("0"))
     assert queue.names() == ["submit_render"] * 3  # only accepted renders are ever sent

@@ -519,7 +519,7 @@ def test_unfinished_renders_show_their_state_instead_of_a_player(owner_client, o
 #   1. the session, 2. the user (authentication middleware)
 #   3. the render, with its author and team, if the user may see it (access.get_render_for_user)
 #   4. the root draft and all its promotions the user may see, with their authors (lineage_for)
-#   5. the rate card, once, for the re-run buttons' prices (money.rate_card)
+#   5. the rate card, once, for the re-run buttons' prices (ledger.rate_card)
 #   then the context processors, lazily, in the order base.html reads them:
 #   6. the memberships with their teams (the "To review" link and the team switcher; the reviewer teams come
 #      from these rows; not a reviewer, so no count query), 7. the profile with its active team, 8. the first

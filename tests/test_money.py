@@ -21,7 +21,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 from PIL import Image
 
-from studio import money, pricing
+from studio import pricing
 from studio.actions.renders import do_cancel_render, do_submit_render
 from studio.forms import RenderForm
 from studio.gateway.client import GatewayClient
@@ -43,6 +43,7 @@ from studio.models import (
     State,
     Team,
 )
+from studio.money import ledger
 from tests.conftest import fresh, poll_until
 
 HOLD, SETTLE, RELEASE = LedgerKind.HOLD, LedgerKind.SETTLE, LedgerKind.RELEASE
@@ -149,7 +150,7 @@ def submit(user, **fields) -> Render:
     return do_submit_render(user, form_for(**fields).order())
 
 
-def ledger(render: Render) -> list[tuple[str, Decimal]]:
+def entries(render: Render) -> list[tuple[str, Decimal]]:
     """The render's ledger as (kind, amount), in the order written."""
     return [(e.kind, e.amount) for e in LedgerEntry.objects.filter(render=render).order_by("id")]
 
@@ -197,7 +198,7 @@ def spent_earlier(team, user, usd: str, when=None, state: str = State.COMPLETED)
 
 def status_of(budget_row: Budget) -> tuple[Decimal, Decimal, Decimal]:
     """(used, held, left) of a budget this month."""
-    status = money.budget_status(budget_row)
+    status = ledger.budget_status(budget_row)
     return status.used, status.held, status.left
 
 
@@ -212,7 +213,7 @@ def test_a_completed_render_settles_what_the_gateway_billed_not_the_estimate(
     render = submit(owner, **fields)
     estimate = render.estimated_cost
     assert estimate == pricing.estimate(fields["model"], render.params).total
-    assert ledger(render) == [(HOLD, estimate)]
+    assert entries(render) == [(HOLD, estimate)]
     assert status_of(team_budget) == (0, estimate, 100 - estimate)  # held until it settles
 
     queue.run(twice=True)
@@ -222,11 +223,11 @@ def test_a_completed_render_settles_what_the_gateway_billed_not_the_estimate(
     assert render.state == State.COMPLETED, render.error
     assert billed == pricing.quantize(estimate * Decimal("1.1"))  # the live rate is 10 % over the card
     assert render.billed_cost == billed
-    assert ledger(render) == [(HOLD, estimate), (SETTLE, billed)]
+    assert entries(render) == [(HOLD, estimate), (SETTLE, billed)]
     assert status_of(team_budget) == (billed, 0, 100 - billed)
-    assert money.settle(render.pk) == "already"
+    assert ledger.settle(render.pk) == "already"
     assert sweep()["settled"] == 0
-    assert ledger(render) == [(HOLD, estimate), (SETTLE, billed)]
+    assert entries(render) == [(HOLD, estimate), (SETTLE, billed)]
 
 
 def test_cancelling_a_running_render_settles_the_seconds_billed(slow_dear, owner, acme, queue, api):
@@ -240,9 +241,9 @@ def test_cancelling_a_running_render_settles_the_seconds_billed(slow_dear, owner
     assert steps == ["cancelled", "skipped"]
     assert render.state == State.CANCELLED
     assert 0 < billed < render.estimated_cost
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed)]
-    assert money.settle(render.pk) == "already"
-    assert money.rate_card()["sora2"]["any"] == Decimal("0.10")  # a partial bill teaches the card nothing
+    assert entries(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed)]
+    assert ledger.settle(render.pk) == "already"
+    assert ledger.rate_card()["sora2"]["any"] == Decimal("0.10")  # a partial bill teaches the card nothing
 
 
 def test_cancelling_a_queued_render_releases_its_hold(slow_dear, owner, acme, queue, api):
@@ -254,8 +255,8 @@ def test_cancelling_a_queued_render_releases_its_hold(slow_dear, owner, acme, qu
 
     assert steps == ["cancelled", "skipped"]
     assert fresh(render).state == State.CANCELLED
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
-    assert money.settle(render.pk) == "already"
+    assert entries(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
+    assert ledger.settle(render.pk) == "already"
 
 
 def test_cancelling_before_submission_releases_its_hold_and_sends_nothing(dear, owner, acme, queue):
@@ -267,7 +268,7 @@ def test_cancelling_before_submission_releases_its_hold_and_sends_nothing(dear, 
     queue.run(twice=True)
 
     assert fresh(render).state == State.CANCELLED
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
+    assert entries(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
     assert dear.submissions == before
 
 
@@ -278,7 +279,7 @@ def test_a_task_that_fails_at_the_gateway_releases_its_hold(dear, owner, acme, q
     queue.run(twice=True)
 
     assert fresh(render).state == State.FAILED
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
+    assert entries(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
 
 
 @pytest.mark.parametrize(
@@ -299,7 +300,7 @@ def test_a_submission_the_gateway_refuses_releases_its_hold(dear, owner, acme, q
 
     render = fresh(render)
     assert render.error_code == code
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
+    assert entries(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
 
 
 def test_a_submission_that_keeps_failing_with_5xx_holds_until_it_gives_up_then_releases(
@@ -310,12 +311,12 @@ def test_a_submission_that_keeps_failing_with_5xx_holds_until_it_gives_up_then_r
     render = submit(owner)
 
     assert [submit_step(render.pk, api) for _ in range(2)] == ["retry", "skipped"]
-    assert ledger(render) == [(HOLD, Decimal("0.50"))]  # waiting to retry: still holding
+    assert entries(render) == [(HOLD, Decimal("0.50"))]  # waiting to retry: still holding
     Render.objects.filter(pk=render.pk).update(next_attempt_at=timezone.now())
     assert [submit_step(render.pk, api) for _ in range(2)] == ["failed", "skipped"]
 
     assert fresh(render).state == State.FAILED
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
+    assert entries(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
 
 
 def test_a_submission_with_an_unknown_outcome_keeps_holding(dear, owner, acme, queue):
@@ -326,9 +327,9 @@ def test_a_submission_with_an_unknown_outcome_keeps_holding(dear, owner, acme, q
     queue.run(twice=True)
 
     assert fresh(render).state == State.SUBMIT_UNKNOWN
-    assert money.settle(render.pk) == "holding"
+    assert ledger.settle(render.pk) == "holding"
     assert sweep()["settled"] == 0
-    assert ledger(render) == [(HOLD, Decimal("0.50"))]  # the gateway may yet bill it
+    assert entries(render) == [(HOLD, Decimal("0.50"))]  # the gateway may yet bill it
     assert status_of(team_budget) == (0, Decimal("0.50"), Decimal("4.50"))
 
 
@@ -340,9 +341,9 @@ def test_a_stalled_render_keeps_holding(dear, owner, acme, queue, api, settings)
     assert [poll_step(render.pk, api) for _ in range(2)] == ["stalled", "skipped"]
 
     assert fresh(render).state == State.STALLED
-    assert money.settle(render.pk) == "holding"
+    assert ledger.settle(render.pk) == "holding"
     assert sweep()["settled"] == 0
-    assert ledger(render) == [(HOLD, Decimal("0.50"))]
+    assert entries(render) == [(HOLD, Decimal("0.50"))]
 
 
 def test_a_render_billed_but_expired_before_its_download_settles_the_bill(dear, owner, acme, queue, api):
@@ -350,12 +351,12 @@ def test_a_render_billed_but_expired_before_its_download_settles_the_bill(dear, 
     dear.expire_results()
     render = poll_until(render, api, lambda r: r.state not in AT_GATEWAY)
     assert render.state == State.DOWNLOADING
-    assert ledger(render) == [(HOLD, Decimal("0.50"))]  # billed, not yet settled: the render has not ended
+    assert entries(render) == [(HOLD, Decimal("0.50"))]  # billed, not yet settled: the render has not ended
 
     assert [download_step(render.pk) for _ in range(2)] == ["expired", "skipped"]
 
     assert fresh(render).state == State.EXPIRED
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed_by(dear, render))]
+    assert entries(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed_by(dear, render))]
 
 
 def test_a_render_billed_whose_download_failed_settles_the_bill(dear, owner, acme, queue, api):
@@ -365,7 +366,7 @@ def test_a_render_billed_whose_download_failed_settles_the_bill(dear, owner, acm
     assert [download_step(render.pk) for _ in range(2)] == ["failed", "skipped"]
 
     assert fresh(render).state == State.FAILED
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed_by(dear, render))]
+    assert entries(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed_by(dear, render))]
 
 
 def test_a_completed_render_whose_bill_was_not_reported_settles_the_estimate(dear, owner, acme, queue, api):
@@ -383,15 +384,15 @@ def test_a_completed_render_whose_bill_was_not_reported_settles_the_estimate(dea
 
     render = fresh(render)
     assert render.state == State.COMPLETED and render.billed_cost is None
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, Decimal("0.50"))]
-    assert LedgerEntry.objects.get(render=render, kind=SETTLE).note == money.UNREPORTED
-    assert money.rate_card()["sora2"]["any"] == Decimal("0.10")  # an estimate teaches the card nothing
+    assert entries(render) == [(HOLD, Decimal("0.50")), (SETTLE, Decimal("0.50"))]
+    assert LedgerEntry.objects.get(render=render, kind=SETTLE).note == ledger.UNREPORTED
+    assert ledger.rate_card()["sora2"]["any"] == Decimal("0.10")  # an estimate teaches the card nothing
 
 
 def test_a_crash_between_the_bill_and_the_settle_is_settled_once_by_the_sweep(
     dear, owner, acme, queue, monkeypatch
 ):
-    real_settle = money.settle
+    real_settle = ledger.settle
     crashes = []
 
     def crash_once(render_id):
@@ -400,7 +401,7 @@ def test_a_crash_between_the_bill_and_the_settle_is_settled_once_by_the_sweep(
             raise RuntimeError("the worker died before writing the ledger")
         return real_settle(render_id)
 
-    monkeypatch.setattr(money, "settle", crash_once)
+    monkeypatch.setattr(ledger, "settle", crash_once)
     render = submit(owner)
 
     queue.run(twice=True)
@@ -409,13 +410,13 @@ def test_a_crash_between_the_bill_and_the_settle_is_settled_once_by_the_sweep(
     assert render.state == State.COMPLETED
     assert crashes == [render.pk]
     assert render.billed_cost == billed_by(dear, render)
-    assert ledger(render) == [(HOLD, Decimal("0.50"))]  # billed, but no outcome yet
+    assert entries(render) == [(HOLD, Decimal("0.50"))]  # billed, but no outcome yet
 
     assert sweep()["settled"] == 1
     assert sweep()["settled"] == 0
 
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, render.billed_cost)]
-    assert money.settle(render.pk) == "already"
+    assert entries(render) == [(HOLD, Decimal("0.50")), (SETTLE, render.billed_cost)]
+    assert ledger.settle(render.pk) == "already"
 
 
 def test_a_render_without_a_hold_is_never_settled(db, owner):
@@ -430,9 +431,9 @@ def test_a_render_without_a_hold_is_never_settled(db, owner):
         finished_at=timezone.now(),
     )
 
-    assert money.settle(bare.pk) == "no-hold"
-    assert money.settle_missing() == 0
-    assert ledger(bare) == []
+    assert ledger.settle(bare.pk) == "no-hold"
+    assert ledger.settle_missing() == 0
+    assert entries(bare) == []
 
 
 # --- the ledger is append-only -----------------------------------------------------------------------------
@@ -450,7 +451,7 @@ def test_a_ledger_entry_cannot_be_edited(held):
     with pytest.raises(ValueError, match="append-only"):
         entry.save()
 
-    assert ledger(held) == [(HOLD, Decimal("0.50"))]
+    assert entries(held) == [(HOLD, Decimal("0.50"))]
 
 
 def test_a_ledger_entry_cannot_be_deleted(held):
@@ -459,7 +460,7 @@ def test_a_ledger_entry_cannot_be_deleted(held):
     with pytest.raises(ProtectedError):
         held.delete()  # nor taken away with its render
 
-    assert ledger(held) == [(HOLD, Decimal("0.50"))]
+    assert entries(held) == [(HOLD, Decimal("0.50"))]
 
 
 def test_bulk_updates_and_deletes_cannot_touch_the_ledger(held):
@@ -468,7 +469,7 @@ def test_bulk_updates_and_deletes_cannot_touch_the_ledger(held):
     with pytest.raises(ValueError, match="append-only"):
         LedgerEntry.objects.filter(render=held).delete()
 
-    assert ledger(held) == [(HOLD, Decimal("0.50"))]
+    assert entries(held) == [(HOLD, Decimal("0.50"))]
 
 
 def _entry(render: Render, kind: str, amount: str = "0.50") -> LedgerEntry:
@@ -490,12 +491,12 @@ def _entry(render: Render, kind: str, amount: str = "0.50") -> LedgerEntry:
 def test_the_database_refuses_a_second_entry_of_a_kind_or_a_second_outcome(held, first, second):
     if first:
         _entry(held, first)
-    written = ledger(held)
+    written = entries(held)
 
     with pytest.raises(IntegrityError), transaction.atomic():
         _entry(held, second)
 
-    assert ledger(held) == written
+    assert entries(held) == written
 
 
 def test_the_database_refuses_a_negative_amount(held):
@@ -512,7 +513,7 @@ def test_a_submit_over_the_team_budget_is_refused_before_anything_is_sent(gatewa
     queue.pending()  # their submissions are not the point
     before = gateway.submissions
 
-    with pytest.raises(money.BudgetExceeded) as refused:
+    with pytest.raises(ledger.BudgetExceeded) as refused:
         submit(owner, prompt="A third apple")
 
     assert refused.value.message == (
@@ -531,7 +532,7 @@ def test_a_submit_over_a_members_budget_is_refused_while_teammates_go_on(gateway
     budget(acme, "0.60", user=owner)
     submit(owner)
 
-    with pytest.raises(money.BudgetExceeded) as refused:
+    with pytest.raises(ledger.BudgetExceeded) as refused:
         submit(owner, prompt="One more")
 
     assert "only $0.10 is left of your $0.60 monthly budget" in refused.value.message
@@ -546,22 +547,22 @@ def test_a_render_exactly_filling_the_budget_is_accepted(db, owner, acme):
 
     render = submit(owner)
 
-    assert ledger(render) == [(HOLD, Decimal("0.50"))]
-    with pytest.raises(money.BudgetExceeded, match=r"only \$0\.00 is left"):
+    assert entries(render) == [(HOLD, Decimal("0.50"))]
+    with pytest.raises(ledger.BudgetExceeded, match=r"only \$0\.00 is left"):
         submit(owner, prompt="Not one cent more")
 
 
 def test_held_money_counts_against_the_budget_until_released(gateway, owner, acme, queue):
     team_budget = budget(acme, "1.00")
     first, _ = submit(owner), submit(owner, prompt="A second apple")
-    with pytest.raises(money.BudgetExceeded):
+    with pytest.raises(ledger.BudgetExceeded):
         submit(owner, prompt="A third apple")
 
     do_cancel_render(first)  # nothing billed: its hold is released
 
     assert status_of(team_budget) == (0, Decimal("0.50"), Decimal("0.50"))
     third = submit(owner, prompt="A third apple")
-    assert ledger(third) == [(HOLD, Decimal("0.50"))]
+    assert entries(third) == [(HOLD, Decimal("0.50"))]
 
 
 def test_renders_outside_a_team_are_not_limited_by_its_budgets(db, owner, acme, make_user):
@@ -571,8 +572,8 @@ def test_renders_outside_a_team_are_not_limited_by_its_budgets(db, owner, acme, 
     render = submit(loner)
 
     assert render.team is None
-    assert ledger(render) == [(HOLD, Decimal("0.50"))]
-    with pytest.raises(money.BudgetExceeded):
+    assert entries(render) == [(HOLD, Decimal("0.50"))]
+    with pytest.raises(ledger.BudgetExceeded):
         submit(owner)
 
 
@@ -581,16 +582,16 @@ def test_renders_outside_a_team_are_not_limited_by_its_budgets(db, owner, acme, 
 )
 def test_a_new_month_starts_the_budget_afresh(db, owner, acme, months_ago, accepted):
     team_budget = budget(acme, "1.00")
-    when = timezone.now() if months_ago == 0 else money.month_start() - timedelta(days=1)
+    when = timezone.now() if months_ago == 0 else ledger.month_start() - timedelta(days=1)
     spent_earlier(acme, owner, "1.00", when=when)
 
     if accepted:
         assert status_of(team_budget) == (0, 0, Decimal("1.00"))
-        assert money.budget_status(team_budget, since=money.month_start(when)).used == Decimal("1.00")
-        assert ledger(submit(owner)) == [(HOLD, Decimal("0.50"))]
+        assert ledger.budget_status(team_budget, since=ledger.month_start(when)).used == Decimal("1.00")
+        assert entries(submit(owner)) == [(HOLD, Decimal("0.50"))]
     else:
         assert status_of(team_budget) == (Decimal("1.00"), 0, 0)
-        with pytest.raises(money.BudgetExceeded, match=r"\$1\.00 spent"):
+        with pytest.raises(ledger.BudgetExceeded, match=r"\$1\.00 spent"):
             submit(owner)
 
 
@@ -600,19 +601,19 @@ def test_a_new_month_starts_the_budget_afresh(db, owner, acme, months_ago, accep
 def test_last_months_hold_counts_this_month_while_its_render_is_in_flight(db, owner, acme, state, held):
     """A render submitted on the 31st settles in the new month: its hold must not vanish at midnight."""
     team_budget = budget(acme, "1.00")
-    spent_earlier(acme, owner, "0.80", when=money.month_start() - timedelta(hours=1), state=state)
+    spent_earlier(acme, owner, "0.80", when=ledger.month_start() - timedelta(hours=1), state=state)
 
     assert status_of(team_budget) == (0, Decimal(held), 1 - Decimal(held))
     if state == State.RUNNING:
-        with pytest.raises(money.BudgetExceeded, match=r"only \$0\.20 is left"):
+        with pytest.raises(ledger.BudgetExceeded, match=r"only \$0\.20 is left"):
             submit(owner)
     else:  # a stuck render from last month is reported for an operator, not carried into every new month
-        assert ledger(submit(owner)) == [(HOLD, Decimal("0.50"))]
+        assert entries(submit(owner)) == [(HOLD, Decimal("0.50"))]
 
 
 def test_month_start_is_the_first_instant_of_the_month():
     now = timezone.now().replace(year=2026, month=3, day=17, hour=13, minute=5)
-    assert money.month_start(now) == now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    assert ledger.month_start(now) == now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def test_a_refused_submit_leaves_no_file_behind(db, owner, acme, settings):
@@ -622,7 +623,7 @@ def test_a_refused_submit_leaves_no_file_behind(db, owner, acme, settings):
     form = RenderForm(SORA2, {"init_image": SimpleUploadedFile("apple.png", buf.getvalue(), "image/png")})
     assert form.is_valid(), form.errors
 
-    with pytest.raises(money.BudgetExceeded):
+    with pytest.raises(ledger.BudgetExceeded):
         do_submit_render(owner, form.order())
 
     assert Render.objects.count() == 0
@@ -635,7 +636,7 @@ def test_submitting_into_another_team_is_held_against_that_teams_budget(db, owne
     Membership.objects.create(team=other, user=owner, role=Role.MEMBER)
     budget(other, "0.20")
 
-    with pytest.raises(money.BudgetExceeded, match="team Bolt's"):
+    with pytest.raises(ledger.BudgetExceeded, match="team Bolt's"):
         do_submit_render(owner, form_for().order(), team=other)
 
 
@@ -649,12 +650,12 @@ def test_the_estimate_and_the_hold_come_from_the_rate_card_in_the_database(db, o
         defaults={"usd_per_second": Decimal("0.12"), "source": RateSource.ADMIN},
     )
 
-    quote = money.quote("sora2", {"duration_seconds": 5, "size": "1280x720"})
+    quote = ledger.quote("sora2", {"duration_seconds": 5, "size": "1280x720"})
     render = submit(owner)
 
     assert (quote.rate_per_second, quote.total) == (Decimal("0.12"), Decimal("0.60"))
     assert (render.rate_per_second, render.estimated_cost) == (Decimal("0.12"), Decimal("0.60"))
-    assert ledger(render) == [(HOLD, Decimal("0.60"))]
+    assert entries(render) == [(HOLD, Decimal("0.60"))]
 
 
 def test_a_completed_pro_render_teaches_the_card_the_live_rate(dear, owner, acme, queue):
@@ -669,10 +670,10 @@ def test_a_completed_pro_render_teaches_the_card_the_live_rate(dear, owner, acme
     assert rate.usd_per_second == render.billed_cost / 2  # dollars per second of what it billed
     assert rate.source == RateSource.GATEWAY
     assert started <= rate.last_seen_at <= timezone.now()
-    quote = money.quote("sora-2-pro", PRO_PARAMS)
+    quote = ledger.quote("sora-2-pro", PRO_PARAMS)
     assert quote.rate_per_second == rate.usd_per_second
     assert quote.total == render.billed_cost  # the next estimate is what the gateway bills now
-    assert money.rate_card()["sora-2-pro"]["1080p"] == Decimal("0.23125")  # other lines untouched
+    assert ledger.rate_card()["sora-2-pro"]["1080p"] == Decimal("0.23125")  # other lines untouched
 
 
 def test_learning_a_bill_at_the_cards_own_rate_keeps_the_card_exact(gateway, owner, acme, queue):
@@ -683,8 +684,8 @@ def test_learning_a_bill_at_the_cards_own_rate_keeps_the_card_exact(gateway, own
 
     render = fresh(render)
     assert render.billed_cost == render.estimated_cost == Decimal("0.2775")
-    assert money.rate_card()["sora-2-pro"]["720p"] == Decimal("0.13875")
-    assert money.quote("sora-2-pro", {**PRO_PARAMS, "duration_seconds": 20}).total == Decimal("2.7750")
+    assert ledger.rate_card()["sora-2-pro"]["720p"] == Decimal("0.13875")
+    assert ledger.quote("sora-2-pro", {**PRO_PARAMS, "duration_seconds": 20}).total == Decimal("2.7750")
 
 
 def test_an_admins_rate_is_not_overwritten_but_its_last_sighting_is_recorded(dear, owner, acme, queue):
@@ -703,7 +704,7 @@ def test_an_admins_rate_is_not_overwritten_but_its_last_sighting_is_recorded(dea
     assert fresh(render).state == State.COMPLETED
     assert (rate.usd_per_second, rate.source) == (Decimal("0.2"), RateSource.ADMIN)
     assert started <= rate.last_seen_at <= timezone.now()
-    assert money.quote("sora-2-pro", PRO_PARAMS).total == Decimal("0.40")
+    assert ledger.quote("sora-2-pro", PRO_PARAMS).total == Decimal("0.40")
 
 
 def test_what_cancelling_costs_uses_the_rate_the_render_was_quoted_at(db, owner, acme):
@@ -728,5 +729,6 @@ def test_a_learned_rate_keeps_only_the_precision_a_rounded_bill_carries(owner):
         estimated_cost=Decimal("3.4688"),
         rate_per_second=Decimal("0.23125"),
     )
-    rate = money.learn_rate(render, Decimal("3.4688"))  # 15 s x 0.23125 = 3.46875, billed rounded to 4 places
+    # 15 s x 0.23125 = 3.46875, billed rounded to 4 places
+    rate = ledger.learn_rate(render, Decimal("3.4688"))
     assert rate.usd_per_second == Decimal("0.23125")

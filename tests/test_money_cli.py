@@ -11,9 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import transaction
 
-from studio import money
 from studio.lifecycle.transitions import advance
 from studio.models import Budget, LedgerEntry, Membership, Rate, Render, Role, State, Team
+from studio.money import ledger
 
 
 def run(*args) -> str:
@@ -41,7 +41,7 @@ def billed_render(owner, team, estimate: str, billed: str) -> Render:
             rate_per_second=Decimal("0.1"),
             state=State.RUNNING,
         )
-        money.hold(render)
+        ledger.hold(render)
     advance(
         render.pk, State.RUNNING, State.COMPLETED, billed_cost=Decimal(billed), billed_credits=Decimal(billed)
     )
@@ -77,7 +77,7 @@ def test_setting_a_rate_marks_it_as_an_admins_and_the_estimate_follows():
     out = run("rates", "--set", "sora-2-pro", "1080p", "0.25")
     assert "$0.25/s" in out and "Set by an admin" in out
     assert Rate.objects.get(model="sora-2-pro", rate_key="1080p").usd_per_second == Decimal("0.25")
-    assert money.quote("sora-2-pro", {"duration_seconds": 8, "resolution": "1080p"}).total == Decimal(
+    assert ledger.quote("sora-2-pro", {"duration_seconds": 8, "resolution": "1080p"}).total == Decimal(
         "2.0000"
     )
 

@@ -8,7 +8,7 @@ in no team). Decisions pinned here:
 - Budgets and reconciliation are for team admins (403 for members); a team one is not in is a 404; anonymous
   visitors go to the login page; a bad team, month or tolerance in the query string is a 400.
 - Spend is what the ledger settled; held is what renders of the month still hold. Budget bars are the current
-  month's and agree with `money.budget_status`, the figures the budget check itself uses.
+  month's and agree with `ledger.budget_status`, the figures the budget check itself uses.
 - Tags on someone else's private render are not shown: its spend counts as "No tag".
 """
 
@@ -27,7 +27,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from studio import money, reports
 from studio.lifecycle.transitions import advance
 from studio.models import (
     Budget,
@@ -42,6 +41,9 @@ from studio.models import (
     Tag,
     Team,
 )
+from studio.money import ledger, reports
+from studio.money.chart import PLOT_BOTTOM, PLOT_TOP, day_chart
+from studio.money.params import Month, parse_month
 
 PROMPT = "A lighthouse at dawn, waves rolling in"
 
@@ -84,7 +86,7 @@ def client_for(user) -> Client:
 
 def month_day(day: int, hour: int = 12):
     """A moment in the current month (UTC): budgets and the default spend page are this month's."""
-    return money.month_start() + timedelta(days=day - 1, hours=hour)
+    return ledger.month_start() + timedelta(days=day - 1, hours=hour)
 
 
 def make_render(user, team, *, model="sora2", estimate="0.50", state=State.COMPLETED, **fields) -> Render:
@@ -150,7 +152,7 @@ def month_of_spend(owner, admin, teammate, team) -> dict:
     entry(renders["released"], LedgerKind.HOLD, "0.50", month_day(1))
     entry(renders["released"], LedgerKind.RELEASE, "0", month_day(1))
     # Last month's bill is not this month's spend.
-    billed(owner, team, "9.00", money.month_start() - timedelta(days=3))
+    billed(owner, team, "9.00", ledger.month_start() - timedelta(days=3))
     return renders
 
 
@@ -243,7 +245,7 @@ def test_a_member_sees_team_totals_and_only_their_own_line(owner, month_of_spend
 
 
 def test_spend_of_a_past_month(admin, team, month_of_spend):
-    last = reports.Month.current().previous
+    last = Month.current().previous
     html = html_of(client_for(admin).get(spend_url(team=team.pk, month=last.param)))
     assert shown(html, "spent") == "$9.00"
     assert last.label in html
@@ -256,7 +258,7 @@ def test_a_hold_made_at_submit_is_held_until_the_render_settles_at_its_bill(
     Budget.objects.create(team=team, monthly_usd=Decimal("10"))
     with transaction.atomic():
         render = make_render(owner, team, estimate="0.50", state=State.RUNNING)
-        money.hold(render)
+        ledger.hold(render)
     html = html_of(client_for(admin).get(reverse("spend")))
     assert (shown(html, "spent"), shown(html, "held")) == ("$0.00", "$0.50")
     assert shown(html, "left", within="team") == "$9.50"
@@ -283,7 +285,7 @@ def test_budget_bars_show_used_held_and_left_as_the_budget_check_does(
     tom = re.search(r'data-budget="tom".*?</dl>', html, re.S).group(0)
     assert shown(tom, "used") == "$2.00" and shown(tom, "left") == "$1.00"
     for budget in (team_budget, olivia_budget):
-        status = money.budget_status(budget)
+        status = ledger.budget_status(budget)
         bar_html = re.search(
             rf'data-budget="{"team" if budget.user is None else "olivia"}".*?</dl>', html, re.S
         ).group(0)
@@ -297,12 +299,12 @@ def test_budget_bars_show_used_held_and_left_as_the_budget_check_does(
 
 def test_a_hold_from_last_month_counts_while_its_render_is_in_flight(owner, admin, team):
     budget = Budget.objects.create(team=team, monthly_usd=Decimal("10"))
-    last_month = money.month_start() - timedelta(hours=1)
+    last_month = ledger.month_start() - timedelta(hours=1)
     holding(owner, team, "1.20", last_month)  # still running: it will settle this month
     holding(owner, team, "0.70", last_month, state=State.STALLED)  # ended last month: last month's worry
     html = html_of(client_for(admin).get(reverse("spend")))
     assert shown(html, "held") == "$1.20"
-    assert shown(html, "held", within="team") == f"${money.budget_status(budget).held:.2f}" == "$1.20"
+    assert shown(html, "held", within="team") == f"${ledger.budget_status(budget).held:.2f}" == "$1.20"
     assert shown(html_of(client_for(admin).get(reverse("budgets"))), "held", within="team") == "$1.20"
 
 
@@ -328,11 +330,11 @@ def test_the_chart_is_server_drawn_svg_with_one_labelled_bar_per_day(admin, team
 
 
 def test_the_chart_scales_to_a_round_maximum():
-    month = reports.Month(2026, 5)
-    chart = reports.day_chart(month, {month.days[2]: Decimal("3.40"), month.days[3]: Decimal("1.70")})
+    month = Month(2026, 5)
+    chart = day_chart(month, {month.days[2]: Decimal("3.40"), month.days[3]: Decimal("1.70")})
     assert [tick.label for tick in chart.ticks] == ["$0.00", "$1.25", "$2.50", "$3.75", "$5.00"]
     tall, half = chart.bars[2], chart.bars[3]
-    assert Decimal(tall.height) == Decimal(reports.PLOT_BOTTOM - reports.PLOT_TOP) * Decimal("3.40") / 5
+    assert Decimal(tall.height) == Decimal(PLOT_BOTTOM - PLOT_TOP) * Decimal("3.40") / 5
     assert Decimal(half.height) * 2 == Decimal(tall.height)
     assert chart.peak is tall and tall.label == "Sun 3 May: $3.40"
 
@@ -372,7 +374,7 @@ def ledger_csv(user, **query) -> tuple[object, list[list[str]]]:
 def test_the_csv_lists_every_entry_of_the_month_for_an_admin(admin, team, month_of_spend):
     response, rows = ledger_csv(admin)
     assert response["Content-Type"] == "text/csv; charset=utf-8"
-    month = reports.Month.current().param
+    month = Month.current().param
     assert response["Content-Disposition"] == f'attachment; filename="ledger-acme-{month}.csv"'
     assert rows[0] == ["created_at", "kind", "amount_usd", "render_id", "user", "model", "team", "note"]
     body = rows[1:]
@@ -412,7 +414,7 @@ def test_the_csv_defuses_spreadsheet_formulas(make_user, team, admin):
 
 
 def test_the_csv_follows_the_month(admin, team, month_of_spend):
-    last = reports.Month.current().previous.param
+    last = Month.current().previous.param
     _, rows = ledger_csv(admin, team=str(team.pk), month=last)
     assert [(row[1], row[2]) for row in rows[1:]] == [("hold", "9.0000"), ("settle", "9.0000")]
 
@@ -560,9 +562,9 @@ def test_only_team_admins_set_budgets_and_only_for_their_members(owner, admin, o
 
 def test_a_budget_set_here_is_the_one_the_submit_check_enforces(admin, owner, team):
     post_budgets(admin, team, {f"member_{owner.pk}": "0.40"})
-    with pytest.raises(money.BudgetExceeded, match=r"only \$0.40 is left of your \$0.40"):
+    with pytest.raises(ledger.BudgetExceeded, match=r"only \$0.40 is left of your \$0.40"):
         with transaction.atomic():
-            money.hold(make_render(owner, team, estimate="0.50", state=State.PENDING))
+            ledger.hold(make_render(owner, team, estimate="0.50", state=State.PENDING))
 
 
 # --- the rate card ---------------------------------------------------------------------------------------------
@@ -594,7 +596,7 @@ def test_staff_set_a_rate_and_it_is_marked_as_set_by_an_admin(staff):
     assert (rate.usd_per_second, rate.source, rate.updated_by) == (Decimal("0.15"), RateSource.ADMIN, staff)
     html = html_of(client_for(staff).get(reverse("rates")))
     assert cell_row(html, "rate-card", "key", "720p")[2:4] == ["$0.15/s", "Set by an admin (sam)"]
-    assert money.quote("sora-2-pro", {"duration_seconds": 4, "resolution": "720p"}).total == Decimal("0.60")
+    assert ledger.quote("sora-2-pro", {"duration_seconds": 4, "resolution": "720p"}).total == Decimal("0.60")
 
 
 def test_a_rate_set_by_staff_over_htmx_answers_with_the_card(staff):
@@ -636,7 +638,7 @@ def test_the_gateway_does_not_override_an_admins_rate_but_is_seen(staff, owner, 
     rate = Rate.objects.get(model="sora-2-pro", rate_key="1080p")
     client_for(staff).post(reverse("rate_set", args=[rate.pk]), {"usd_per_second": "0.25"})
     render = make_render(owner, team, model="sora-2-pro", estimate="2.00")
-    money.learn_rate(render, Decimal("1.85"))
+    ledger.learn_rate(render, Decimal("1.85"))
     html = html_of(client_for(owner).get(reverse("rates")))
     cells = cell_row(html, "rate-card", "key", "1080p")
     assert cells[2:5] == ["$0.25/s", "Set by an admin (sam)", "0\xa0minutes ago"]
@@ -689,7 +691,7 @@ def test_renders_stuck_holding_money_are_listed_until_settled(
     assert f'href="/renders/{unknown.pk}/detail/"' in html
     assert str(running.pk) not in html
 
-    money.settle(unsettled.pk)  # the sweep's job
+    ledger.settle(unsettled.pk)  # the sweep's job
     entry(stalled, LedgerKind.RELEASE, "0", timezone.now())  # e.g. an operator found it was never billed
     assert rows_of(reconcile_html(admin), "stuck", "render") == [str(unknown.pk)]
 
@@ -724,9 +726,9 @@ def test_exact_decimal_tolerance_where_floats_would_wobble():
 
 
 def test_months_step_across_years():
-    assert reports.Month(2026, 12).next == reports.Month(2027, 1)
-    assert reports.Month(2026, 1).previous == reports.Month(2025, 12)
-    assert reports.parse_month("2026-12").end.isoformat() == "2027-01-01T00:00:00+00:00"
+    assert Month(2026, 12).next == Month(2027, 1)
+    assert Month(2026, 1).previous == Month(2025, 12)
+    assert parse_month("2026-12").end.isoformat() == "2027-01-01T00:00:00+00:00"
 
 
 # --- pinned query counts ---------------------------------------------------------------------------------------
@@ -790,7 +792,7 @@ def test_the_rate_card_links_to_the_admin_pages_of_the_active_team(admin, owner,
 def test_the_cancel_cost_uses_the_rate_card_the_render_was_quoted_with(staff, owner, team):
     rate = Rate.objects.get(model="sora2")
     client_for(staff).post(reverse("rate_set", args=[rate.pk]), {"usd_per_second": "0.20"})
-    quote = money.quote("sora2", {"duration_seconds": 5, "size": "1280x720"})
+    quote = ledger.quote("sora2", {"duration_seconds": 5, "size": "1280x720"})
     render = make_render(owner, team, estimate=str(quote.total), state=State.RUNNING, progress=100)
     Render.objects.filter(pk=render.pk).update(rate_per_second=quote.rate_per_second)  # as quoted at submit
     render.refresh_from_db()

@@ -12,9 +12,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from studio import access, money, pricing, queue
+from studio import access, pricing, queue
 from studio.lifecycle.transitions import advance
 from studio.models import AT_GATEWAY, Render, State
+from studio.money import ledger
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ ACTIVE_TEAM = object()  # do_submit_render's default: the author's active team
 def do_submit_render(user, order: RenderOrder, team=ACTIVE_TEAM) -> Render:
     """Record a validated render, hold its estimate against the budgets, and queue its submission on commit.
 
-    Raises money.BudgetExceeded when a budget cannot cover the estimate: nothing is recorded or sent.
+    Raises ledger.BudgetExceeded when a budget cannot cover the estimate: nothing is recorded or sent.
     A repeated `client_token` (a double-clicked submit) returns the render the first click made.
     """
     token = order.client_token
@@ -44,7 +45,7 @@ def do_submit_render(user, order: RenderOrder, team=ACTIVE_TEAM) -> Render:
         existing = Render.objects.filter(user=user, client_token=token).first()
         if existing:
             return existing
-    quote = money.quote(order.model, order.params)
+    quote = ledger.quote(order.model, order.params)
     try:
         with transaction.atomic():
             render = Render.objects.create(
@@ -60,7 +61,7 @@ def do_submit_render(user, order: RenderOrder, team=ACTIVE_TEAM) -> Render:
                 rate_per_second=quote.rate_per_second,
                 parent=order.parent,
             )
-            money.hold(render)  # raises BudgetExceeded (rolling all of this back) before anything is sent
+            ledger.hold(render)  # raises BudgetExceeded (rolling all of this back) before anything is sent
             image = order.init_image
             draft = order.parent
             if image:
@@ -69,7 +70,9 @@ def do_submit_render(user, order: RenderOrder, team=ACTIVE_TEAM) -> Render:
             elif draft is not None and draft.init_image:
                 # A promotion without a new upload keeps the draft's image: copied, so each render owns its folder.
                 with draft.init_image.open("rb") as source:
-                    render.init_image.save(PurePosixPath(str(draft.init_image.name)).name, File(source), save=True)
+                    render.init_image.save(
+                        PurePosixPath(str(draft.init_image.name)).name, File(source), save=True
+                    )
             queue.enqueue("submit_render", render.pk)
     except IntegrityError:
         return Render.objects.get(user=user, client_token=token)
@@ -137,7 +140,7 @@ def do_rerun_render(user, order: RenderOrder) -> RerunOutcome:
     """
     try:
         render = do_submit_render(user, order)
-    except money.BudgetExceeded as error:
+    except ledger.BudgetExceeded as error:
         return RerunOutcome(None, error.message)
     return RerunOutcome(
         render,

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from studio import access, cadence, money, queue
+from studio import access, cadence, queue
 from studio.gateway.client import GatewayClient
 from studio.gateway.types import (
     BadRequest,
@@ -32,6 +32,7 @@ from studio.gateway.types import (
 from studio.lifecycle import transitions
 from studio.lifecycle.transitions import NOTHING_BILLED, advance, scaled, status_note
 from studio.models import GatewayAlert, Render, State
+from studio.money import ledger
 
 log = logging.getLogger("studio.lifecycle")
 
@@ -97,7 +98,7 @@ def submit_step(render_id, client: GatewayClient | None = None) -> str:
     if not advance(render_id, State.SUBMITTING, state, **accepted):
         _late_acceptance(render_id, state, accepted)
     log.info("Render %s submitted as gateway task %s", render_id, submission.task_id)
-    money.learn_rate(render, submission.estimated_credits)  # the submit answer shows the live rate too
+    ledger.learn_rate(render, submission.estimated_credits)  # the submit answer shows the live rate too
     queue.ensure_poller()
     return "submitted"
 

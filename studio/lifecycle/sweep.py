@@ -8,9 +8,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from studio import money, queue
+from studio import queue
 from studio.lifecycle.transitions import advance
 from studio.models import IN_FLIGHT, GatewayAlert, Render, State
+from studio.money import ledger
 
 
 def sweep() -> dict:
@@ -34,7 +35,7 @@ def sweep() -> dict:
         state=State.DOWNLOADING, next_attempt_at__isnull=True, updated_at__lt=now - timedelta(minutes=2)
     ).filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
     revived = stuck_downloads.update(next_attempt_at=now)
-    settled = money.settle_missing()
+    settled = ledger.settle_missing()
     in_flight = Render.objects.filter(state__in=IN_FLIGHT).exists()
     if in_flight:
         queue.ensure_poller()

@@ -15,10 +15,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from studio import money, pricing
+from studio import pricing
 from studio.gateway.client import GatewayClient
 from studio.gateway.types import GatewayError
 from studio.models import TERMINAL, Render
+from studio.money import ledger
 
 # Settled for outcomes the gateway documents as not billed (4xx/5xx at submit, failed tasks, free cancels).
 # Column values for advance(**fields): dict[str, Any], as they mix values and F() expressions.
@@ -52,7 +53,7 @@ def advance(render_id, from_states, to_state: str | None = None, *, where: Q | N
     moved = rows.update(**fields) == 1
     if moved and to_state in TERMINAL:
         # The hold ends the moment the render does; a crash in between is mended by the sweep.
-        transaction.on_commit(lambda: money.settle(render_id), robust=True)
+        transaction.on_commit(lambda: ledger.settle(render_id), robust=True)
     return moved
 
 

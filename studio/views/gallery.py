@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.http import require_POST, require_safe
@@ -22,7 +22,6 @@ from studio.gallery import (
     SCOPES,
     SORT_LABELS,
     TEAM,
-    BadValue,
     gallery_page,
     gallery_renders,
     mark_reviewable,
@@ -31,17 +30,17 @@ from studio.gallery import (
 )
 from studio.htmx import AuthenticatedHtmxRequest
 from studio.models import ReviewState, State
+from studio.params import BadValue
+from studio.views.decorators import answers_400
 
 
 @login_required
 @require_safe
+@answers_400
 def gallery(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """A grid of clips, filtered and sorted; an HTMX request (filter change or scroll) gets just the page."""
     team = access.active_team(request.user)
-    try:
-        filters = parse_filters(request.GET, default_scope=TEAM if team else MINE)
-    except BadValue as error:
-        return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
+    filters = parse_filters(request.GET, default_scope=TEAM if team else MINE)
     page = gallery_page(gallery_renders(request.user, filters, team), filters)
     mark_reviewable(page.renders, access.reviewer_team_ids(request.user), request.user.pk)
     context = {

@@ -21,11 +21,12 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
-from studio import access, money, pricing
+from studio import access, pricing
 from studio.actions.renders import RerunOutcome, do_rerun_render
 from studio.forms import RerunRefused, rerun_order
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render
+from studio.money import ledger
 from studio.views.studio import poller_since
 
 MAX_DEPTH = 5  # promotions are one level deep (a parent is always a draft); this bounds a corrupt chain
@@ -76,7 +77,7 @@ def lineage(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResp
     """A draft and its Pro renders side by side, with synchronised players and the lineage's combined cost."""
     current = access.get_render_for_user(request.user, render_id)
     family = lineage_for(request.user, current)
-    card = money.rate_card()  # the re-run buttons' prices, from one read of the live rate card
+    card = ledger.rate_card()  # the re-run buttons' prices, from one read of the live rate card
     for item in family.renders:
         item.rerun_cost = pricing.estimate(item.model, item.params, card).total
         item.rerun_token = uuid.uuid4()  # a double-clicked re-run is one render, as in the studio form

@@ -1,4 +1,7 @@
-"""Views for money (issue 5): spend, the ledger export, budgets, the rate card, reconciliation.
+"""Views for money: spend, the ledger export, budgets, the rate card, reconciliation.
+
+Views only: whose money a user may see is `access.money_scope_for_user`, the figures come from
+`studio.money.reports`, the budget and rate forms live in `studio.forms`.
 
 Who sees what (pinned by tests/test_money_pages.py):
 - Spend (`?team=` a team id, or "personal"; default the active team): any member sees the team's totals and its
@@ -12,64 +15,32 @@ Who sees what (pinned by tests/test_money_pages.py):
 from __future__ import annotations
 
 import csv
-import uuid
-from decimal import Decimal
-from functools import wraps
 from urllib.parse import urlencode
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from studio import access, pricing, reports
+from studio import access, pricing
 from studio.actions.money import do_set_budget, do_set_rate
 from studio.catalog import MODELS
+from studio.forms import BudgetsForm, RateForm
 from studio.htmx import AuthenticatedHtmxRequest
 from studio.models import Budget, Membership, Rate, Role
+from studio.money import params, reports
+from studio.params import BadValue
+from studio.views.decorators import answers_400
 
 # --- helpers --------------------------------------------------------------------------------------------------
 
 
-def answers_400(view):
-    """A bad query-string value (reports.BadValue) is the client's mistake: 400 with the reason, never 500."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except reports.BadValue as error:
-            return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
-
-    return wrapper
-
-
-def _scope(request: AuthenticatedHtmxRequest, value: str, role: str = Role.MEMBER) -> reports.Scope:
-    """Whose money: a team the user belongs to with `role` (else 404/403), or their personal renders."""
-    user = request.user
-    if value == "personal":
-        return reports.Scope(None, user, sees_everyone=True)
-    if value:
-        try:
-            team_id = uuid.UUID(value)
-        except ValueError:
-            raise reports.BadValue("team must be a team id or “personal”.") from None
-    else:
-        team = access.active_team(user)
-        if team is None:
-            return reports.Scope(None, user, sees_everyone=True)
-        team_id = team.pk
-    team, me = access.get_team_for_user(user, team_id, role)
-    return reports.Scope(team, user, sees_everyone=me.allows(Role.ADMIN))
-
-
-def _nav(scope: reports.Scope, month: reports.Month | None = None, here: str = "") -> dict:
+def _nav(scope: access.MoneyScope, month: params.Month | None = None, here: str = "") -> dict:
     """The money pages' shared context: where we are, and links that keep the team and month."""
-    month = month or reports.Month.current()
+    month = month or params.Month.current()
     return {
         "scope": scope,
         "month": month,
@@ -96,8 +67,8 @@ def _members(team) -> list:
 @answers_400
 def spend(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """A team's (or one's personal) spend for a month: totals, a chart per day, tables, budget bars."""
-    scope = _scope(request, request.GET.get("team", ""))
-    month = reports.parse_month(request.GET.get("month"))
+    scope = access.money_scope_for_user(request.user, request.GET.get("team", ""))
+    month = params.parse_month(request.GET.get("month"))
     members = _members(scope.team) if scope.team is not None and scope.sees_everyone else None
     report = reports.spend_report(scope, month, members)
     return render(request, "spend.html", {"report": report, **_nav(scope, month, "spend")})
@@ -115,8 +86,8 @@ class _Echo:
 @answers_400
 def ledger_csv(request: AuthenticatedHtmxRequest) -> StreamingHttpResponse:
     """The month's ledger as CSV, streamed: every entry for team admins, one's own for other members."""
-    scope = _scope(request, request.GET.get("team", ""))
-    month = reports.parse_month(request.GET.get("month"))
+    scope = access.money_scope_for_user(request.user, request.GET.get("team", ""))
+    month = params.parse_month(request.GET.get("month"))
     writer = csv.writer(_Echo())
     name = f"ledger-{scope.team.slug if scope.team else 'personal'}-{month.param}.csv"
     response = StreamingHttpResponse(
@@ -130,51 +101,7 @@ def ledger_csv(request: AuthenticatedHtmxRequest) -> StreamingHttpResponse:
 # --- budgets --------------------------------------------------------------------------------------------------
 
 
-class MoneyField(forms.DecimalField):
-    """Dollars, 0 or more, cents at most; "$1,250.50" is fine; blank means no budget."""
-
-    widget = forms.TextInput
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(required=False, min_value=Decimal(0), max_digits=12, decimal_places=2, **kwargs)
-        self.widget.attrs.update({"inputmode": "decimal", "autocomplete": "off", "placeholder": "No budget"})
-
-    def to_python(self, value):
-        if isinstance(value, str):
-            value = value.strip().removeprefix("$").strip().replace(",", "")
-        return super().to_python(value)
-
-
-class BudgetsForm(forms.Form):
-    """The team's monthly budget and one per member, on one form; only changed fields are saved."""
-
-    def __init__(self, *args, team, members: list, budgets: list[Budget], **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.current = {budget.user_id: budget for budget in budgets}
-        self.people = {None: None, **{user.pk: user for user in members}}
-        for user_id, user in self.people.items():
-            budget = self.current.get(user_id)
-            label = f"Team {team.name}" if user is None else user.get_username()
-            self.fields[self.field_name(user_id)] = MoneyField(
-                label=label, initial=budget.monthly_usd if budget else None
-            )
-
-    @staticmethod
-    def field_name(user_id) -> str:
-        return "team_budget" if user_id is None else f"member_{user_id}"
-
-    def changes(self) -> list[tuple[object, Decimal | None]]:
-        """(user or None for the team, new amount or None to remove) for every field that changed."""
-        changed = []
-        for user_id, user in self.people.items():
-            amount = self.cleaned_data[self.field_name(user_id)]
-            budget = self.current.get(user_id)
-            if (budget.monthly_usd if budget else None) != amount:
-                changed.append((user, amount))
-        return changed
-
-
-def _budgets_context(scope: reports.Scope, form: BudgetsForm | None = None, data=None) -> dict:
+def _budgets_context(scope: access.MoneyScope, form: BudgetsForm | None = None, data=None) -> dict:
     """The budget form, each field with this month's used, held and left beside it."""
     context = _nav(scope, here="budgets")
     if scope.team is None:
@@ -201,15 +128,15 @@ def budgets(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """The team's monthly budget and its members' (team admins only); POST saves them."""
     if request.method == "POST":
         return _save_budgets(request)
-    scope = _scope(request, request.GET.get("team", ""), Role.ADMIN)
+    scope = access.money_scope_for_user(request.user, request.GET.get("team", ""), Role.ADMIN)
     return render(request, "budgets.html", _budgets_context(scope))
 
 
 def _save_budgets(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """Save the budgets that changed (blank removes one); errors stay on their field."""
-    scope = _scope(request, request.POST.get("team", ""), Role.ADMIN)
+    scope = access.money_scope_for_user(request.user, request.POST.get("team", ""), Role.ADMIN)
     if scope.team is None:
-        raise reports.BadValue("Budgets belong to a team: say which one.")
+        raise BadValue("Budgets belong to a team: say which one.")
     context = _budgets_context(scope, data=request.POST)
     form = context["form"]
     if not form.is_valid():
@@ -228,15 +155,6 @@ def _save_budgets(request: AuthenticatedHtmxRequest) -> HttpResponse:
 # --- the rate card --------------------------------------------------------------------------------------------
 
 
-class RateForm(forms.Form):
-    usd_per_second = forms.DecimalField(
-        min_value=Decimal("0.000001"),
-        max_digits=12,
-        decimal_places=6,
-        error_messages={"min_value": "A rate must be more than $0 per second."},
-    )
-
-
 def _rates_context(request: AuthenticatedHtmxRequest, failed: tuple[int, RateForm] | None = None) -> dict:
     """Every line of the card, with an example render's cost; the failed edit keeps its value and error."""
     lines = list(Rate.objects.select_related("updated_by").order_by("model", "rate_key"))
@@ -251,7 +169,9 @@ def _rates_context(request: AuthenticatedHtmxRequest, failed: tuple[int, RateFor
             line.error = " ".join(str(e) for e in failed[1].errors.get("usd_per_second", []))
             line.value = failed[1].data.get("usd_per_second", "")
     return {
-        **_nav(_scope(request, ""), here="rates"),  # the money links of the active team
+        **_nav(
+            access.money_scope_for_user(request.user, ""), here="rates"
+        ),  # the money links of the active team
         "lines": lines,
         "can_edit": request.user.is_staff,
         "usd_per_credit": pricing.USD_PER_CREDIT,
@@ -295,8 +215,8 @@ def rate_set(request: AuthenticatedHtmxRequest, rate_id: int) -> HttpResponse:
 @answers_400
 def reconcile(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """Renders billed beyond a tolerance of their estimate, and renders still holding money (team admins)."""
-    scope = _scope(request, request.GET.get("team", ""), Role.ADMIN)
-    tolerance = reports.parse_tolerance(request.GET.get("tolerance"))
+    scope = access.money_scope_for_user(request.user, request.GET.get("team", ""), Role.ADMIN)
+    tolerance = params.parse_tolerance(request.GET.get("tolerance"))
     differs, more_differ = reports.mismatches(scope, tolerance)
     stuck, more_stuck = reports.stuck_holds(scope)
     context = {

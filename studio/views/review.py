@@ -18,12 +18,13 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from studio import access, money
+from studio import access
 from studio.actions.renders import do_toggle_private
 from studio.actions.review import do_add_comment, do_review_render
 from studio.forms import CommentForm, ReviewForm
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render, State
+from studio.money import ledger
 
 QUEUE_SIZE = 100
 
@@ -64,7 +65,9 @@ def _detail_context(request: AuthenticatedHtmxRequest, item: Render) -> dict:
         "parent": visible.filter(pk=item.parent_id).first() if item.parent_id else None,
         "promotions": list(visible.filter(parent=item).order_by("created_at")),
         "cost_difference": billed - item.estimated_cost if billed is not None else None,
-        "rerun_cost": money.quote(item.model, item.params).total,  # at today's rates, as the re-run is billed
+        "rerun_cost": ledger.quote(
+            item.model, item.params
+        ).total,  # at today's rates, as the re-run is billed
         "rerun_token": uuid.uuid4(),  # a double-clicked re-run is one render, as in the studio form
         "clip_seconds": _clip_seconds(item),
         "ledger": list(item.ledger.all()),  # what holding, settling or releasing this render cost

@@ -14,12 +14,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseStopPolling
 
-from studio import access, money
+from studio import access
 from studio.actions.renders import do_cancel_render, do_submit_render
 from studio.catalog import MODELS, SORA2, SORA2_PRO
 from studio.forms import RenderForm
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render
+from studio.money import ledger
 from studio.ranged import ranged_file_response
 
 PAGE_SIZE = 50
@@ -119,7 +120,7 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     repeated = bool(token) and Render.objects.filter(user=request.user, client_token=token).exists()
     try:
         new = do_submit_render(request.user, form.order())
-    except money.BudgetExceeded as refused:
+    except ledger.BudgetExceeded as refused:
         form.add_error(None, refused.message)  # refused before anything was recorded or sent
         return _form_with_errors(request, form)
     if not request.htmx:

@@ -19,9 +19,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.management.base import BaseCommand, CommandError
 
-from studio import money, pricing, reports
+from studio import pricing
+from studio.access import MoneyScope
 from studio.actions.money import do_set_budget, do_set_rate
 from studio.models import Budget, Membership, Rate, Team
+from studio.money import ledger, params, reports
+from studio.params import BadValue
 
 OPERATOR = AnonymousUser()  # sees every member's lines; has no lines of its own
 
@@ -57,9 +60,9 @@ class Command(BaseCommand):
                 command.add_argument("--month", help="YYYY-MM (default: this month)")
             else:
                 command.add_argument("--tolerance", help="percent (default 5)")
-        ledger = sub.add_parser("ledger", help="the month's ledger as CSV")
-        ledger.add_argument("team", help="team slug")
-        ledger.add_argument("--month", help="YYYY-MM (default: this month)")
+        export = sub.add_parser("ledger", help="the month's ledger as CSV")
+        export.add_argument("team", help="team slug")
+        export.add_argument("--month", help="YYYY-MM (default: this month)")
 
     def handle(self, *args, **options) -> None:
         getattr(self, f"do_{options['action']}")(options)
@@ -95,9 +98,9 @@ class Command(BaseCommand):
 
     def do_spend(self, options: dict) -> None:
         team = self._team(options["team"])
-        month = self._parse(reports.parse_month, options["month"])
-        report = reports.spend_report(reports.Scope(team=team, viewer=OPERATOR, sees_everyone=True), month)
-        statuses = [money.budget_status(b) for b in Budget.objects.filter(team=team).select_related("user")]
+        month = self._parse(params.parse_month, options["month"])
+        report = reports.spend_report(self._scope(team), month)
+        statuses = [ledger.budget_status(b) for b in Budget.objects.filter(team=team).select_related("user")]
         if options["json"]:
             self.stdout.write(json.dumps(self._spend_dict(report, statuses), indent=2))
             return
@@ -123,8 +126,8 @@ class Command(BaseCommand):
 
     def do_reconcile(self, options: dict) -> None:
         team = self._team(options["team"])
-        tolerance = self._parse(reports.parse_tolerance, options["tolerance"])
-        scope = reports.Scope(team=team, viewer=OPERATOR, sees_everyone=True)
+        tolerance = self._parse(params.parse_tolerance, options["tolerance"])
+        scope = self._scope(team)
         differing, _ = reports.mismatches(scope, tolerance)
         stuck, _ = reports.stuck_holds(scope)
         rows = {
@@ -154,9 +157,9 @@ class Command(BaseCommand):
 
     def do_ledger(self, options: dict) -> None:
         team = self._team(options["team"])
-        month = self._parse(reports.parse_month, options["month"])
+        month = self._parse(params.parse_month, options["month"])
         writer = csv.writer(self.stdout)
-        for row in reports.ledger_rows(reports.Scope(team=team, viewer=OPERATOR, sees_everyone=True), month):
+        for row in reports.ledger_rows(self._scope(team), month):
             writer.writerow(row)
 
     # --- helpers ----------------------------------------------------------------------------------------------
@@ -169,6 +172,11 @@ class Command(BaseCommand):
         return team
 
     @staticmethod
+    def _scope(team: Team) -> MoneyScope:
+        """The operator's view of a team's money: every member's lines, as its admins see them."""
+        return MoneyScope(team=team, viewer=OPERATOR, sees_everyone=True)
+
+    @staticmethod
     def _member(team: Team, username: str):
         user = get_user_model().objects.filter(username=username).first()
         if user is None or not Membership.objects.filter(team=team, user=user).exists():
@@ -179,7 +187,7 @@ class Command(BaseCommand):
     def _parse(parser, value):
         try:
             return parser(value)
-        except reports.BadValue as error:
+        except BadValue as error:
             raise CommandError(str(error)) from error
 
     @staticmethod

@@ -10,11 +10,12 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 
-from studio import access, money
+from studio import access
 from studio.actions.renders import do_submit_render
 from studio.catalog import MODELS, SORA2
 from studio.forms import RenderForm
 from studio.models import TERMINAL, Render, Team
+from studio.money import ledger
 from studio.serializers import render_as_dict
 
 # JSONL keys accepted per line, mapped to form fields (the same names as the command's options).
@@ -76,7 +77,7 @@ class Command(BaseCommand):
         for where, form in forms:
             try:
                 render = do_submit_render(user, form.order(), **where_to)
-            except money.BudgetExceeded as refused:
+            except ledger.BudgetExceeded as refused:
                 raise CommandError(
                     f"{where}: refused, nothing sent: {refused.message} ({len(renders)} submitted before it.)"
                 ) from refused

@@ -1,4 +1,4 @@
-"""Money: the live rate card, budgets with holds, and the append-only ledger reconciled with the bill.
+"""The ledger: the live rate card, budgets with holds, and the append-only ledger reconciled with the bill.
 
 - The estimate is `pricing.estimate()` (pure) over the rate card read here from the database.
 - At submit, `hold()` reserves the estimate against the team's and the author's monthly budgets inside the
@@ -7,6 +7,8 @@
 - When a render ends, `settle()` writes exactly one outcome: `settle` with what the gateway billed, or `release`
   when nothing was billed. Unique constraints make a second attempt a no-op; the sweep settles any render a crash
   left ended but unsettled. `submit_unknown` and `stalled` renders keep holding: they may yet be billed.
+- When a hold counts as held is decided once, here: `still_held()` (entries) and `unsettled()` (renders). The
+  budget check, the spend report and reconciliation all ask them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from studio import pricing
@@ -33,11 +35,12 @@ from studio.models import (
     State,
 )
 
-log = logging.getLogger("studio.money")
+log = logging.getLogger("studio.money")  # the logger's name predates the package; log filters may use it
 
 # Sora 2's price is fixed by its page ($0.10/s); Sora 2 Pro bills at a live rate the card learns.
 LIVE_RATE_MODELS = frozenset({SORA2_PRO})
 STILL_HOLDING = frozenset({State.SUBMIT_UNKNOWN, State.STALLED})  # ended for us, maybe billed at the gateway
+ENDS_A_HOLD = (LedgerKind.SETTLE, LedgerKind.RELEASE)  # a render's outcome: at most one (ledger_one_outcome)
 ZERO = Decimal("0")
 UNREPORTED = "The gateway reported no bill: settled at the estimate."
 # A learned rate is a bill (rounded by the gateway to 4 places) over whole seconds: it is only good to about
@@ -87,6 +90,42 @@ def learn_rate(render: Render, credits: Decimal | None, *, seen_at: datetime | N
     return rate
 
 
+# --- the held/ended rule --------------------------------------------------------------------------------------
+
+
+def _holds_of(render: OuterRef) -> QuerySet[LedgerEntry]:
+    return LedgerEntry.objects.filter(render=render, kind=LedgerKind.HOLD)
+
+
+def _outcomes_of(render: OuterRef) -> QuerySet[LedgerEntry]:
+    return LedgerEntry.objects.filter(render=render, kind__in=ENDS_A_HOLD)
+
+
+def still_held(
+    entries: QuerySet[LedgerEntry], since: datetime, until: datetime | None = None, *, in_flight: bool = True
+) -> QuerySet[LedgerEntry]:
+    """The holds among `entries` whose render has not ended (no settle, no release): the money still reserved.
+
+    Those taken in [since, until), and with `in_flight` also older holds of renders still in flight: taken last
+    month, they settle this month, so they count until they end.
+    """
+    when = Q(created_at__gte=since)
+    if until is not None:
+        when &= Q(created_at__lt=until)
+    if in_flight:
+        when |= Q(render__state__in=IN_FLIGHT)
+    return entries.filter(when, kind=LedgerKind.HOLD).exclude(Exists(_outcomes_of(OuterRef("render"))))
+
+
+def unsettled(renders: QuerySet[Render]) -> QuerySet:
+    """The renders among `renders` that hold money no settle or release has ended yet, annotated with `held`."""
+    return (
+        renders.filter(Exists(_holds_of(OuterRef("pk"))))
+        .exclude(Exists(_outcomes_of(OuterRef("pk"))))
+        .annotate(held=Subquery(_holds_of(OuterRef("pk")).values("amount")[:1]))
+    )
+
+
 # --- budgets --------------------------------------------------------------------------------------------------
 
 
@@ -126,17 +165,7 @@ def budget_status(budget: Budget, since: datetime | None = None) -> BudgetStatus
     since = since or month_start()
     rows = _entries_for(budget).filter(created_at__gte=since)
     used = rows.filter(kind=LedgerKind.SETTLE).aggregate(total=Sum("amount"))["total"] or ZERO
-    ended = LedgerEntry.objects.filter(
-        render=OuterRef("render"), kind__in=[LedgerKind.SETTLE, LedgerKind.RELEASE]
-    )
-    # A hold taken last month by a render still in flight is settled this month: it counts until it ends.
-    held = (
-        _entries_for(budget)
-        .filter(Q(created_at__gte=since) | Q(render__state__in=IN_FLIGHT), kind=LedgerKind.HOLD)
-        .exclude(Exists(ended))
-        .aggregate(total=Sum("amount"))["total"]
-        or ZERO
-    )
+    held = still_held(_entries_for(budget), since).aggregate(total=Sum("amount"))["total"] or ZERO
     return BudgetStatus(budget=budget, limit=budget.monthly_usd, used=used, held=held)
 
 
@@ -233,13 +262,8 @@ def settle(render_id) -> str:
 
 def settle_missing(limit: int = 500) -> int:
     """Settle renders that ended without a settlement (a crash between the bill and the ledger)."""
-    ended = LedgerEntry.objects.filter(
-        render=OuterRef("pk"), kind__in=[LedgerKind.SETTLE, LedgerKind.RELEASE]
-    )
-    held = LedgerEntry.objects.filter(render=OuterRef("pk"), kind=LedgerKind.HOLD)
     pending = (
-        Render.objects.filter(Exists(held))
-        .exclude(Exists(ended))
+        unsettled(Render.objects.all())
         .exclude(state__in=[*STILL_HOLDING])
         .filter(finished_at__isnull=False)
         .values_list("pk", flat=True)[:limit]

@@ -2,161 +2,36 @@
 
 Everything here reads; nothing writes. Amounts are dollars (1 credit = $1, see `pricing`), as `Decimal`.
 - Spend is what the ledger settled (the gateway's bill); held is the estimates still reserved by renders of the
-  month that have not ended. Months and days are UTC, like the budgets (`money.month_start`).
-- A `Scope` says whose money a page shows: a team's (every member's lines for its admins; the team's totals and
-  their own line for everyone else), or the viewer's personal renders (no team, no budgets).
+  month that have not ended (`ledger.still_held`). Months and days are UTC, like the budgets (`ledger.month_start`).
+- Whose money a report covers is an `access.MoneyScope`: a team's (every member's lines for its admins; the team's
+  totals and their own line for everyone else), or the viewer's personal renders (no team, no budgets).
 - Tags are the render's Tag rows; a render with two tags counts under both, so the tag table does not add up to
   the total. Tags on someone else's private render are not shown (nobody else may see that render): its spend
   counts as untagged.
+- The month and tolerance come from `money.params`; the day chart's geometry from `money.chart`.
 """
 
 from __future__ import annotations
 
-import calendar
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
+from datetime import UTC
+from decimal import Decimal
 
-from django.contrib.auth.models import AnonymousUser
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
-from studio import money, pricing
+from studio import pricing
+from studio.access import MoneyScope
 from studio.catalog import MODELS
-from studio.models import IN_FLIGHT, TERMINAL, Budget, LedgerEntry, LedgerKind, Render, State, Tag, Team
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+from studio.models import TERMINAL, Budget, LedgerEntry, LedgerKind, Render, State, Tag, Team
+from studio.money import ledger
+from studio.money.chart import Chart, day_chart, svg_number
+from studio.money.params import Month
 
 ZERO = Decimal("0")
-MAX_TOLERANCE = Decimal("1000")
-DEFAULT_TOLERANCE = Decimal("5")
 RECONCILE_LIMIT = 200  # rows per reconciliation list; the page says when there are more
 # A superset margin for the database's first cut (SQLite computes decimals as floats); Python decides exactly.
 FLOAT_MARGIN = Decimal("0.000001")
-
-
-class BadValue(ValueError):
-    """A query-string value the report cannot use (the view answers 400 with this message)."""
-
-
-# --- parameters -----------------------------------------------------------------------------------------------
-
-MONTH_RE = re.compile(r"(\d{4})-(\d{2})")
-
-
-@dataclass(frozen=True)
-class Month:
-    """One calendar month in UTC: [start, end)."""
-
-    year: int
-    month: int
-
-    @property
-    def start(self) -> datetime:
-        return datetime(self.year, self.month, 1, tzinfo=UTC)
-
-    @property
-    def end(self) -> datetime:
-        return self.next.start
-
-    @property
-    def next(self) -> Month:
-        return Month(self.year + self.month // 12, self.month % 12 + 1)
-
-    @property
-    def previous(self) -> Month:
-        return Month(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
-
-    @property
-    def days(self) -> list[date]:
-        count = calendar.monthrange(self.year, self.month)[1]
-        return [date(self.year, self.month, day) for day in range(1, count + 1)]
-
-    @property
-    def param(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
-
-    @property
-    def label(self) -> str:
-        return f"{calendar.month_name[self.month]} {self.year}"
-
-    @property
-    def is_current(self) -> bool:
-        return self.start == money.month_start()
-
-    @classmethod
-    def current(cls) -> Month:
-        start = money.month_start()
-        return cls(start.year, start.month)
-
-
-def parse_month(value: str | None) -> Month:
-    """`YYYY-MM` (or nothing: this month); anything else is a BadValue."""
-    if not value:
-        return Month.current()
-    found = MONTH_RE.fullmatch(value)
-    if not found or not 2000 <= int(found[1]) <= 9998 or not 1 <= int(found[2]) <= 12:
-        raise BadValue("month must look like 2026-05 (a year from 2000 and a month from 01 to 12).")
-    return Month(int(found[1]), int(found[2]))
-
-
-def parse_tolerance(value: str | None) -> Decimal:
-    """A tolerance in percent, 0 to 1000 (nothing: 5%); anything else is a BadValue."""
-    if value is None or value == "":
-        return DEFAULT_TOLERANCE
-    try:
-        tolerance = Decimal(value.strip().removesuffix("%"))
-    except InvalidOperation:
-        tolerance = Decimal("NaN")
-    if not tolerance.is_finite() or not ZERO <= tolerance <= MAX_TOLERANCE:
-        raise BadValue(f"tolerance must be a percentage from 0 to {MAX_TOLERANCE}, e.g. 5 or 2.5.")
-    return tolerance
-
-
-# --- whose money ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Whose money a page shows, and whether the viewer may see every member's lines."""
-
-    team: Team | None  # None: the viewer's personal renders
-    viewer: User | AnonymousUser  # AnonymousUser: the `money` command's operator (no lines of its own)
-    sees_everyone: bool  # a team admin, or anyone looking at their own personal spend
-
-    @property
-    def personal(self) -> bool:
-        return self.team is None
-
-    @property
-    def param(self) -> str:
-        return "personal" if self.team is None else str(self.team.pk)
-
-    def person(self) -> User:
-        """The viewer, where the scope needs a person: personal renders, one's own lines. The operator only looks
-        at a team's money and sees every line, so never gets here."""
-        if isinstance(self.viewer, AnonymousUser):
-            raise ValueError("The operator has no personal renders and no lines of their own.")
-        return self.viewer
-
-    def ledger(self) -> QuerySet:
-        """Every ledger entry of the scope (team totals are shown to all its members)."""
-        if self.team is None:
-            return LedgerEntry.objects.filter(team__isnull=True, user=self.person())
-        return LedgerEntry.objects.filter(team=self.team)
-
-    def ledger_lines(self) -> QuerySet:
-        """The entries the viewer may see line by line: all for admins, their own for other members."""
-        rows = self.ledger()
-        return rows if self.sees_everyone else rows.filter(user=self.person())
-
-    def renders(self) -> QuerySet:
-        if self.team is None:
-            return Render.objects.filter(team__isnull=True, user=self.person())
-        return Render.objects.filter(team=self.team)
 
 
 # --- spend ----------------------------------------------------------------------------------------------------
@@ -173,77 +48,9 @@ class Line:
     held: Decimal = ZERO
 
 
-@dataclass(frozen=True)
-class Bar:
-    """One day's bar of the chart, in SVG user units (pre-formatted for the template)."""
-
-    day: date
-    amount: Decimal
-    x: str
-    y: str
-    width: str
-    height: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.day:%a} {self.day.day} {self.day:%b}: {pricing.dollars(self.amount)}"
-
-
-@dataclass(frozen=True)
-class Tick:
-    y: str
-    label: str
-
-
-@dataclass(frozen=True)
-class Chart:
-    """Spend per day as bars, drawn by the template as inline SVG (no script, no CDN)."""
-
-    width: int
-    height: int
-    bars: list[Bar]
-    ticks: list[Tick]  # horizontal gridlines with their dollar labels
-    day_labels: list[tuple[str, str]]  # (x, text) under the axis
-    baseline: str
-    plot_left: int
-    plot_right: int
-    peak: Bar | None
-
-    @property
-    def days_with_spend(self) -> list[Bar]:
-        return [bar for bar in self.bars if bar.amount > 0]
-
-
-@dataclass(frozen=True)
-class BudgetBar:
-    """A budget's used, held and left, as a bar in percent of its limit (money.BudgetStatus for the numbers)."""
-
-    status: money.BudgetStatus
-    used_pct: str
-    held_pct: str
-    held_x: str
-
-    @property
-    def over(self) -> bool:
-        return self.status.left < 0
-
-    @property
-    def over_by(self) -> Decimal:
-        return max(ZERO, -self.status.left)
-
-    @property
-    def label(self) -> str:
-        s = self.status
-        left = f"{pricing.dollars(s.left)} left" if s.left >= 0 else f"{pricing.dollars(-s.left)} over"
-        return (
-            f"{s.scope} budget: {pricing.dollars(s.used)} used, {pricing.dollars(s.held)} held, {left} "
-            f"of {pricing.dollars(s.limit)}"
-        )
-
-
 @dataclass
 class SpendReport:
-    scope: Scope
+    scope: MoneyScope
     month: Month
     spent: Decimal
     held: Decimal
@@ -262,21 +69,11 @@ def _in_month(rows: QuerySet, month: Month) -> QuerySet:
 
 
 def _held(rows: QuerySet, month: Month) -> QuerySet:
-    """Holds whose render has not ended (no settle, no release): the money still reserved.
-
-    As `money.budget_status` counts them: the month's, and in the current month also older holds of renders
-    still in flight (they settle this month).
-    """
-    ended = LedgerEntry.objects.filter(
-        render=OuterRef("render"), kind__in=[LedgerKind.SETTLE, LedgerKind.RELEASE]
-    )
-    when = Q(created_at__gte=month.start, created_at__lt=month.end)
-    if month.is_current:
-        when |= Q(render__state__in=IN_FLIGHT)
-    return rows.filter(when, kind=LedgerKind.HOLD).exclude(Exists(ended))
+    """The month's holds still reserving money; in the current month also older holds of renders in flight."""
+    return ledger.still_held(rows, month.start, month.end, in_flight=month.is_current)
 
 
-def spend_report(scope: Scope, month: Month, members: list | None = None) -> SpendReport:
+def spend_report(scope: MoneyScope, month: Month, members: list | None = None) -> SpendReport:
     """Totals, spend per day, per user, per model and per tag, and the budget bars: seven queries.
 
     `members` (users) are listed even without spend, for admins who see every member.
@@ -372,7 +169,37 @@ def spend_report(scope: Scope, month: Month, members: list | None = None) -> Spe
     return report
 
 
-def budgets_shown(scope: Scope) -> QuerySet:
+# --- budget bars ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetBar:
+    """A budget's used, held and left, as a bar in percent of its limit (ledger.BudgetStatus for the numbers)."""
+
+    status: ledger.BudgetStatus
+    used_pct: str
+    held_pct: str
+    held_x: str
+
+    @property
+    def over(self) -> bool:
+        return self.status.left < 0
+
+    @property
+    def over_by(self) -> Decimal:
+        return max(ZERO, -self.status.left)
+
+    @property
+    def label(self) -> str:
+        s = self.status
+        left = f"{pricing.dollars(s.left)} left" if s.left >= 0 else f"{pricing.dollars(-s.left)} over"
+        return (
+            f"{s.scope} budget: {pricing.dollars(s.used)} used, {pricing.dollars(s.held)} held, {left} "
+            f"of {pricing.dollars(s.limit)}"
+        )
+
+
+def budgets_shown(scope: MoneyScope) -> QuerySet:
     """The team's budget and its members' (admins), or the team's and the viewer's own (other members)."""
     rows = Budget.objects.filter(team=scope.team).select_related("team", "user")
     if not scope.sees_everyone:
@@ -380,8 +207,8 @@ def budgets_shown(scope: Scope) -> QuerySet:
     return rows.order_by(F("user__username").asc(nulls_first=True))
 
 
-def budget_statuses(budgets, spent_by_user: dict, held_by_user: dict) -> list[money.BudgetStatus]:
-    """`money.budget_status` for many budgets of one team from two grouped queries instead of two each.
+def budget_statuses(budgets, spent_by_user: dict, held_by_user: dict) -> list[ledger.BudgetStatus]:
+    """`ledger.budget_status` for many budgets of one team from two grouped queries instead of two each.
 
     Same definition: settled and still-held entries of the current month, the team's or one member's.
     """
@@ -393,7 +220,7 @@ def budget_statuses(budgets, spent_by_user: dict, held_by_user: dict) -> list[mo
         else:
             used = spent_by_user.get(budget.user_id, {}).get("total", ZERO)
             held = held_by_user.get(budget.user_id, {}).get("total", ZERO)
-        statuses.append(money.BudgetStatus(budget=budget, limit=budget.monthly_usd, used=used, held=held))
+        statuses.append(ledger.BudgetStatus(budget=budget, limit=budget.monthly_usd, used=used, held=held))
     return statuses
 
 
@@ -409,7 +236,7 @@ def team_month_usage(team: Team) -> tuple[dict, dict]:
     return spent, held
 
 
-def budget_bars(scope: Scope, spent_by_user: dict, held_by_user: dict) -> list[BudgetBar]:
+def budget_bars(scope: MoneyScope, spent_by_user: dict, held_by_user: dict) -> list[BudgetBar]:
     return [bar_for(status) for status in budget_statuses(budgets_shown(scope), spent_by_user, held_by_user)]
 
 
@@ -419,72 +246,11 @@ def _pct(amount: Decimal, limit: Decimal) -> Decimal:
     return min(Decimal(100), max(ZERO, amount * 100 / limit))
 
 
-def bar_for(status: money.BudgetStatus) -> BudgetBar:
+def bar_for(status: ledger.BudgetStatus) -> BudgetBar:
     used = _pct(status.used, status.limit)
     held = min(Decimal(100) - used, _pct(status.held, status.limit))
-    return BudgetBar(status=status, used_pct=_num(used), held_pct=_num(held), held_x=_num(used))
-
-
-# --- the chart ------------------------------------------------------------------------------------------------
-
-CHART_WIDTH, CHART_HEIGHT = 720, 220
-PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 56, 712, 12, 190  # room for dollar labels left, days below
-
-
-def _num(value) -> str:
-    """An SVG coordinate: two decimals, no exponent, no locale."""
-    return f"{Decimal(value).quantize(Decimal('0.01')):f}"
-
-
-def nice_ceiling(amount: Decimal) -> Decimal:
-    """The smallest 1, 2, 2.5 or 5 times a power of ten at or above `amount` (at least one cent)."""
-    if amount <= 0:
-        return Decimal(1)
-    power = Decimal(10) ** (amount.adjusted())
-    for step in (1, 2, Decimal("2.5"), 5):
-        if amount <= power * step:
-            return power * step
-    return power * 10
-
-
-def day_chart(month: Month, per_day: dict[date, Decimal]) -> Chart:
-    """One bar per day of the month, scaled to the busiest day; gridlines at a quarter of a round maximum."""
-    days = month.days
-    top = nice_ceiling(max(per_day.values(), default=ZERO))
-    plot_height = Decimal(PLOT_BOTTOM - PLOT_TOP)
-    slot = Decimal(PLOT_RIGHT - PLOT_LEFT) / len(days)
-    width = slot * Decimal("0.72")
-    bars = []
-    for index, day in enumerate(days):
-        amount = per_day.get(day) or ZERO
-        height = plot_height * amount / top
-        bars.append(
-            Bar(
-                day=day,
-                amount=amount,
-                x=_num(PLOT_LEFT + slot * index + (slot - width) / 2),
-                y=_num(PLOT_BOTTOM - height),
-                width=_num(width),
-                height=_num(height),
-            )
-        )
-    ticks = [
-        Tick(y=_num(PLOT_BOTTOM - plot_height * quarter / 4), label=pricing.dollars(top * quarter / 4))
-        for quarter in range(5)
-    ]
-    labelled = sorted({1, 8, 15, 22, len(days)})
-    day_labels = [(_num(PLOT_LEFT + slot * (d - 1) + slot / 2), str(d)) for d in labelled]
-    spending = [bar for bar in bars if bar.amount > 0]
-    return Chart(
-        width=CHART_WIDTH,
-        height=CHART_HEIGHT,
-        bars=bars,
-        ticks=ticks,
-        day_labels=day_labels,
-        baseline=_num(PLOT_BOTTOM),
-        plot_left=PLOT_LEFT,
-        plot_right=PLOT_RIGHT,
-        peak=max(spending, key=lambda bar: bar.amount) if spending else None,
+    return BudgetBar(
+        status=status, used_pct=svg_number(used), held_pct=svg_number(held), held_x=svg_number(used)
     )
 
 
@@ -519,7 +285,9 @@ def beyond(estimate: Decimal, billed: Decimal, tolerance: Decimal) -> bool:
     return abs(billed - estimate) * 100 > estimate * tolerance
 
 
-def mismatches(scope: Scope, tolerance: Decimal, limit: int = RECONCILE_LIMIT) -> tuple[list[Mismatch], bool]:
+def mismatches(
+    scope: MoneyScope, tolerance: Decimal, limit: int = RECONCILE_LIMIT
+) -> tuple[list[Mismatch], bool]:
     """Completed renders billed beyond `tolerance` percent of their estimate, newest first: one query.
 
     Only completed renders: a cancel bills the seconds rendered, so its bill differs from the estimate by design,
@@ -556,18 +324,10 @@ class StuckHold:
         return "Ended but not settled yet: the next sweep settles it."
 
 
-def stuck_holds(scope: Scope, limit: int = RECONCILE_LIMIT) -> tuple[list[StuckHold], bool]:
+def stuck_holds(scope: MoneyScope, limit: int = RECONCILE_LIMIT) -> tuple[list[StuckHold], bool]:
     """Renders that ended (for us) while their hold is neither settled nor released, oldest first: one query."""
-    hold = LedgerEntry.objects.filter(render=OuterRef("pk"), kind=LedgerKind.HOLD)
-    ended = LedgerEntry.objects.filter(
-        render=OuterRef("pk"), kind__in=[LedgerKind.SETTLE, LedgerKind.RELEASE]
-    )
     rows = list(
-        scope.renders()
-        .filter(state__in=TERMINAL)
-        .filter(Exists(hold))
-        .exclude(Exists(ended))
-        .annotate(held=Subquery(hold.values("amount")[:1]))
+        ledger.unsettled(scope.renders().filter(state__in=TERMINAL))
         .select_related("user")
         .order_by("created_at", "pk")[: limit + 1]
     )
@@ -586,7 +346,7 @@ def csv_cell(value) -> str:
     return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
-def ledger_rows(scope: Scope, month: Month):
+def ledger_rows(scope: MoneyScope, month: Month):
     """The header, then every ledger entry of the month the viewer may see line by line, oldest first.
 
     One query, read in chunks: the export streams however long the month was.
