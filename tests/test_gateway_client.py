@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from studio.gateway.client import GatewayClient
-from studio.gateway.emulator import Emulator, EmulatorConfig
+from studio.emulator import Emulator, EmulatorConfig
 from studio.gateway.types import (
     BadRequest,
     CredentialsRejected,
