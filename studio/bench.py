@@ -46,8 +46,8 @@ def bench_poller(renders: int, speed: float) -> dict:
 
     from studio import lifecycle
     from studio.actions import do_submit_render
-    from studio.forms import RenderForm
     from studio.emulator import Emulator, EmulatorConfig
+    from studio.forms import RenderForm
     from studio.models import AT_GATEWAY, Render, State
 
     emulator = Emulator(EmulatorConfig(speed=speed, fps=4, data_dir=Path(tempfile.mkdtemp()))).start()
