@@ -45,8 +45,8 @@ def bench_poller(renders: int, speed: float) -> dict:
     from django.utils import timezone
 
     from studio.actions.renders import do_submit_render
+    from studio.emulator import Emulator, EmulatorConfig
     from studio.forms import RenderForm
-    from studio.gateway.emulator import Emulator, EmulatorConfig
     from studio.lifecycle import poller, submit, transitions
     from studio.models import AT_GATEWAY, Render, State
 

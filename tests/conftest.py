@@ -90,7 +90,7 @@ def test_settings(settings, tmp_path):
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
     """One emulator for the session, fast: a 5 s clip completes in well under a second of waiting."""
-    from studio.gateway.emulator import Emulator, EmulatorConfig
+    from studio.emulator import Emulator, EmulatorConfig
 
     config = EmulatorConfig(speed=40.0, fps=8, data_dir=tmp_path_factory.mktemp("emulator"))
     emu = Emulator(config).start()

@@ -21,8 +21,8 @@ import httpx
 import imageio_ffmpeg
 import pytest
 
-from studio.gateway.emulator import Emulator, EmulatorConfig
-from studio.gateway.emulator.video import render_clip
+from studio.emulator import Emulator, EmulatorConfig
+from studio.emulator.video import render_clip
 
 KEY = "test-key-not-a-secret"
 BEARER = {"Authorization": f"Bearer {KEY}"}

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from studio.emulator import Emulator, EmulatorConfig
 from studio.gateway.client import GatewayClient
-from studio.gateway.emulator import Emulator, EmulatorConfig
 from studio.gateway.types import (
     BadRequest,
     CredentialsRejected,

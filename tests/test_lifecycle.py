@@ -71,7 +71,7 @@ def api(gateway):
 @pytest.fixture(scope="module")
 def slow_emulator(tmp_path_factory):
     """An emulator slow enough to catch a task while it is queued (~0.5 s) or running (~2 s)."""
-    from studio.gateway.emulator import Emulator, EmulatorConfig
+    from studio.emulator import Emulator, EmulatorConfig
 
     emu = Emulator(
         EmulatorConfig(speed=4.0, fps=8, data_dir=tmp_path_factory.mktemp("slow-emulator"))

@@ -73,7 +73,7 @@ def quick(settings):
 
 
 def _billing_emulator(tmp_path_factory, name: str, speed: float):
-    from studio.gateway.emulator import Emulator, EmulatorConfig
+    from studio.emulator import Emulator, EmulatorConfig
 
     config = EmulatorConfig(speed=speed, fps=8, bill_factor=1.1, data_dir=tmp_path_factory.mktemp(name))
     return Emulator(config).start()

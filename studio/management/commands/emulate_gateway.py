@@ -8,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from studio.gateway.emulator import Emulator, EmulatorConfig
+from studio.emulator import Emulator, EmulatorConfig
 
 
 def _raise_interrupt(signum, frame) -> None:
