@@ -1,15 +1,19 @@
-"""Settings, read from the environment (see README "Configuration"); the names are a contract."""
+"""Settings, read from the environment (see README "Configuration"); the names are a contract.
+
+Importing this module only reads: the data directory and its generated SECRET_KEY are created by
+`studio.bootstrap.prepare_data_dir()`, which every entry point runs first.
+"""
 
 from __future__ import annotations
 
 import os
-import secrets
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from studio import bootstrap
+
+BASE_DIR = bootstrap.BASE_DIR
 
 
 def envbool(name: str, default: bool = False) -> bool:
@@ -37,24 +41,14 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DATA_DIR = Path(os.environ.get("STUDIO_DATA_DIR") or BASE_DIR / "var").resolve()
+DATA_DIR = bootstrap.data_dir()
 MEDIA_ROOT = DATA_DIR / "media"
 MEDIA_URL = "/media-not-served/"  # clips are served only through access-checked views
 
-
-def _secret_key() -> str:
-    """SECRET_KEY from the environment, else one generated once and kept in the data directory."""
-    if os.environ.get("SECRET_KEY"):
-        return os.environ["SECRET_KEY"]
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-SECRET_KEY = _secret_key()
+# From the environment, else the key `bootstrap.prepare_data_dir()` generated once into the data directory. If
+# that has not run (a tool that only inspects settings, such as mypy's Django plugin), the key stays empty and
+# Django refuses to sign anything with it ("The SECRET_KEY setting must not be empty"): never a made-up key.
+SECRET_KEY = os.environ.get("SECRET_KEY") or bootstrap.read_secret_key(DATA_DIR)
 DEBUG = envbool("DEBUG")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
@@ -145,8 +139,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = DATA_DIR / "staticfiles"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing one before collectstatic
+STATIC_ROOT = DATA_DIR / "staticfiles"  # created by bootstrap.prepare_data_dir(): whitenoise warns if missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
