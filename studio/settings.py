@@ -1,44 +1,94 @@
 """Settings, read from the environment (see README "Configuration"); the names are a contract.
 
 Importing this module only reads: the data directory and its generated SECRET_KEY are created by
-`studio.bootstrap.prepare_data_dir()`, which every entry point runs first.
+`studio.bootstrap.prepare_data_dir()`, which every entry point runs first. A value that cannot be parsed stops
+start-up with ImproperlyConfigured naming the variable and the value (as healthchecks does), never a silent default.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+import re
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from studio import bootstrap
 
 BASE_DIR = bootstrap.BASE_DIR
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+LOG_LEVELS = tuple(logging.getLevelNamesMapping())
+
+
+def _unparsable(name: str, value: str, expected: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{name}={value!r} cannot be read: expected {expected}.")
+
 
 def envbool(name: str, default: bool = False) -> bool:
-    """Read a yes/no environment variable."""
-    value = os.environ.get(name, "")
+    """Read a yes/no environment variable (1/true/yes/on or 0/false/no/off, any case); unset or empty: default."""
+    value = os.environ.get(name, "").strip()
     if not value:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value.lower() in TRUE_WORDS:
+        return True
+    if value.lower() in FALSE_WORDS:
+        return False
+    raise _unparsable(name, value, "one of " + "/".join(TRUE_WORDS + FALSE_WORDS))
 
 
 def envint(name: str, default: int) -> int:
-    """Read an integer environment variable."""
-    value = os.environ.get(name, "")
-    return int(value) if value.strip() else default
+    """Read an integer environment variable; unset or empty: default."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise _unparsable(name, value, "a whole number") from None
 
 
 def envfloat(name: str, default: float) -> float:
-    """Read a decimal environment variable."""
-    value = os.environ.get(name, "")
-    return float(value) if value.strip() else default
+    """Read a decimal environment variable (finite: nan and inf are refused); unset or empty: default."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise _unparsable(name, value, "a finite number")
+    return number
+
+
+def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """Read an environment variable that must be one of `choices` (exactly); unset or empty: default."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if value not in choices:
+        raise _unparsable(name, value, "one of " + ", ".join(choices))
+    return value
 
 
 def envlist(name: str, default: str = "") -> list[str]:
     """Read a comma-separated environment variable."""
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def envdatabase(name: str) -> dict:
+    """Read a database URL (dj-database-url's forms); an error message shows the URL without its password."""
+    value = os.environ[name]
+    try:
+        return dict(dj_database_url.parse(value, conn_max_age=60))
+    except ValueError as error:
+        shown = re.sub(r"(://[^:/@]*:).*@", r"\1***@", value)
+        raise _unparsable(name, shown, f"a database URL ({error})") from None
 
 
 DATA_DIR = bootstrap.data_dir()
@@ -102,7 +152,7 @@ TEMPLATES = [
 
 # --- Database: SQLite in the data directory, or DATABASE_URL ---------------------------------------------
 if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+    DATABASES = {"default": envdatabase("DATABASE_URL")}
     if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         DATABASES["default"].setdefault("OPTIONS", {})
 else:
@@ -226,7 +276,7 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("STUDIO_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": envchoice("STUDIO_LOG_LEVEL", "INFO", LOG_LEVELS)},
     "loggers": {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},

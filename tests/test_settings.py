@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
 from studio import bootstrap
+from studio.settings import envbool, envchoice, envfloat, envint
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_FILE = ROOT / "studio" / "settings.py"
@@ -113,3 +118,129 @@ def test_the_wsgi_entry_point_prepares_the_data_dir(tmp_path):
     started = run(sys.executable, "-c", "import studio.wsgi", data_dir=data)
     assert started.returncode == 0, started.stderr
     assert (data / "secret_key").read_text()
+
+
+# --- every environment variable is parsed strictly --------------------------------------------------------------
+
+# A value each parsed variable cannot take. Before, a typo in a yes/no read as "no", nan passed as a number, and a
+# bad number stopped start-up with a bare ValueError that did not say which variable.
+UNPARSABLE = {
+    "DEBUG": "ture",
+    "STUDIO_MANIFEST_STATIC": "maybe",
+    "STUDIO_EMULATOR_PORT": "87a5",
+    "STUDIO_GATEWAY_READ_TIMEOUT": "30s",
+    "STUDIO_POLL_SCALE": "nan",
+    "STUDIO_STALL_AFTER_SECONDS": "1h",
+    "STUDIO_SUBMIT_MAX_ATTEMPTS": "five",
+    "STUDIO_MAX_VIDEO_BYTES": "512MiB",
+    "STUDIO_MAX_IMAGE_BYTES": "10 MB",
+    "STUDIO_MAX_IMAGE_PIXELS": "4e7",
+    "STUDIO_POLLER_RUN_SECONDS": "15.5",
+    "STUDIO_POLLER_THREADS": "sixteen",
+    "STUDIO_Q_WORKERS": "4x",
+    "STUDIO_LOG_LEVEL": "LOUD",
+    "DATABASE_URL": "postgress://studio@127.0.0.1:5432/studio",
+}
+# Taken as text: any value reads, and the system checks judge the ones that must make sense (E001-E003, W001).
+FREE_TEXT = {
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "BYTESPIKE_API_KEY",
+    "BYTESPIKE_BASE_URL",
+    "BYTESPIKE_RESULT_HOSTS",
+    "STUDIO_PUBLIC_URL",
+    "STUDIO_Q_NAME",
+    "REDIS_URL",
+}
+
+
+def test_every_variable_the_settings_read_is_classified_here():
+    source = SETTINGS_FILE.read_text()
+    read = set(re.findall(r'(?:env\w+\(|os\.environ\.get\(|os\.environ\[)\s*"([A-Z0-9_]+)"', source))
+    assert read == UNPARSABLE.keys() | FREE_TEXT, "add the new variable to UNPARSABLE or FREE_TEXT"
+
+
+@pytest.mark.parametrize("name", sorted(UNPARSABLE))
+def test_a_value_that_cannot_be_parsed_stops_start_up_naming_it(monkeypatch, tmp_path, name):
+    with pytest.raises(ImproperlyConfigured) as refused:
+        load_settings(monkeypatch, tmp_path, {"SECRET_KEY": "k", name: UNPARSABLE[name]})
+    assert f"{name}={UNPARSABLE[name]!r}" in str(refused.value)
+
+
+def test_a_database_url_error_does_not_show_the_password(monkeypatch, tmp_path):
+    url = "postgress://studio:hunter2@127.0.0.1:5432/studio"
+    with pytest.raises(ImproperlyConfigured) as refused:
+        load_settings(monkeypatch, tmp_path, {"SECRET_KEY": "k", "DATABASE_URL": url})
+    assert "hunter2" not in str(refused.value)
+    assert "postgress://studio:***@127.0.0.1:5432/studio" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("Yes", True),
+        (" ON ", True),
+        ("0", False),
+        ("false", False),
+        ("NO", False),
+    ],
+)
+def test_yes_no_spellings_read_as_before(monkeypatch, value, expected):
+    monkeypatch.setenv("STUDIO_FLAG", value)
+    assert envbool("STUDIO_FLAG", default=not expected) is expected
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_unset_or_empty_values_take_the_default(monkeypatch, value):
+    monkeypatch.setenv("STUDIO_VALUE", value)
+    assert envbool("STUDIO_VALUE", default=True) is True
+    assert envint("STUDIO_VALUE", 7) == 7
+    assert envfloat("STUDIO_VALUE", 0.5) == 0.5
+    assert envchoice("STUDIO_VALUE", "INFO", ("INFO", "DEBUG")) == "INFO"
+
+
+@pytest.mark.parametrize(
+    ("read", "value"),
+    [
+        (lambda: envbool("STUDIO_VALUE"), "y"),
+        (lambda: envint("STUDIO_VALUE", 1), "1.0"),
+        (lambda: envfloat("STUDIO_VALUE", 1.0), "inf"),
+        (lambda: envfloat("STUDIO_VALUE", 1.0), "1,5"),
+        (lambda: envchoice("STUDIO_VALUE", "INFO", ("INFO",)), "info"),
+    ],
+)
+def test_each_helper_refuses_what_it_cannot_parse(monkeypatch, read, value):
+    monkeypatch.setenv("STUDIO_VALUE", value)
+    with pytest.raises(ImproperlyConfigured, match="STUDIO_VALUE="):
+        read()
+
+
+def test_numbers_parse_as_before(monkeypatch):
+    monkeypatch.setenv("STUDIO_VALUE", " 42 ")
+    assert envint("STUDIO_VALUE", 1) == 42
+    assert envfloat("STUDIO_VALUE", 1.0) == 42.0
+    monkeypatch.setenv("STUDIO_VALUE", "0.25")
+    assert envfloat("STUDIO_VALUE", 1.0) == 0.25
+
+
+def test_the_documented_defaults_are_unchanged(monkeypatch, tmp_path):
+    settings = load_settings(monkeypatch, tmp_path, {"SECRET_KEY": "k"})
+    assert settings["DEBUG"] is False
+    assert settings["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
+    assert settings["BYTESPIKE_BASE_URL"] == "http://127.0.0.1:8765"
+    assert settings["GATEWAY_TIMEOUT"]["read"] == 30.0
+    assert settings["STUDIO_STALL_AFTER_SECONDS"] == 3600
+    assert settings["STUDIO_SUBMIT_MAX_ATTEMPTS"] == 5
+    assert settings["STUDIO_POLLER_THREADS"] == 16
+    assert settings["Q_CLUSTER"]["workers"] == 4
+    assert settings["LOGGING"]["root"]["level"] == "INFO"
+    assert settings["DATABASES"]["default"]["NAME"] == str(tmp_path / "studio.sqlite3")
+
+
+def test_manage_py_refuses_to_start_on_a_typo(tmp_path):
+    started = run(sys.executable, "manage.py", "check", data_dir=tmp_path, DEBUG="ture")
+    assert started.returncode != 0
+    assert "ImproperlyConfigured: DEBUG='ture' cannot be read" in started.stderr
