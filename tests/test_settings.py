@@ -244,3 +244,48 @@ def test_manage_py_refuses_to_start_on_a_typo(tmp_path):
     started = run(sys.executable, "manage.py", "check", data_dir=tmp_path, DEBUG="ture")
     assert started.returncode != 0
     assert "ImproperlyConfigured: DEBUG='ture' cannot be read" in started.stderr
+
+
+# --- system checks (studio/checks.py) ---------------------------------------------------------------------------
+
+
+def studio_check_ids() -> list[str]:
+    from studio.checks import check_gateway_settings
+
+    return [message.id for message in check_gateway_settings()]
+
+
+def test_the_default_configuration_passes_the_studio_checks():
+    assert studio_check_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"BYTESPIKE_BASE_URL": "ftp://gateway.example", "USING_EMULATOR": False}, "studio.E001"),
+        ({"BYTESPIKE_BASE_URL": "http://gateway.example", "USING_EMULATOR": False}, "studio.E002"),
+        ({"BYTESPIKE_RESULT_HOSTS": ["cdn.example.com/clips"]}, "studio.E003"),
+        ({"Q_CLUSTER": {"timeout": 150, "retry": 150}}, "studio.E004"),
+        ({"STUDIO_POLLER_RUN_SECONDS": 60}, "studio.E005"),
+        ({"STUDIO_POLL_SCALE": 1.5}, "studio.E006"),
+        ({"DEBUG": False, "ALLOWED_HOSTS": []}, "studio.E007"),
+        ({"BYTESPIKE_BASE_URL": "https://gateway.example", "USING_EMULATOR": True}, "studio.W001"),
+    ],
+)
+def test_each_inconsistent_setting_is_caught(settings, changes, expected):
+    for name, value in changes.items():
+        if name == "Q_CLUSTER":
+            value = {**settings.Q_CLUSTER, **value}
+        setattr(settings, name, value)
+    assert studio_check_ids() == [expected]
+
+
+@pytest.mark.django_db  # Django's own model checks ask the database what it supports
+def test_the_studio_checks_run_with_djangos_own(settings):
+    """Registered when the app loads, so `manage.py check` (and runserver, migrate, qcluster) stop on them."""
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.BYTESPIKE_BASE_URL = "ftp://gateway.example"
+    with pytest.raises(SystemCheckError, match="studio.E001"):
+        call_command("check")
