@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from studio.bootstrap import prepare_data_dir
+
 
 def _setup() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
     data = Path(os.environ.setdefault("STUDIO_DATA_DIR", tempfile.mkdtemp(prefix="studio-bench-")))
     (data / "studio.sqlite3").unlink(missing_ok=True)
+    prepare_data_dir()
     import django
 
     django.setup()

@@ -12,7 +12,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 @register()
 def check_gateway_settings(app_configs=None, **kwargs) -> list:
-    """The gateway URL, result hosts, queue timings and data directory must make sense together."""
+    """The gateway URL, result hosts, queue timings, poll scale and allowed hosts must make sense together."""
     errors: list[CheckMessage] = []
     base = urlsplit(settings.BYTESPIKE_BASE_URL)
     if base.scheme not in ("http", "https") or not base.hostname:

@@ -1,35 +1,79 @@
-"""Settings, read from the environment (see README "Configuration"); the names are a contract."""
+"""Settings, read from the environment (see README "Configuration"); the names are a contract.
+
+Importing this module only reads: the data directory and its generated SECRET_KEY are created by
+`studio.bootstrap.prepare_data_dir()`, which every entry point runs first. A value that cannot be parsed stops
+start-up with ImproperlyConfigured naming the variable and the value (as healthchecks does), never a silent default.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-import secrets
-from pathlib import Path
+import re
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from studio import bootstrap
+
+BASE_DIR = bootstrap.BASE_DIR
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+LOG_LEVELS = tuple(logging.getLevelNamesMapping())
+
+
+def _unparsable(name: str, value: str, expected: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{name}={value!r} cannot be read: expected {expected}.")
 
 
 def envbool(name: str, default: bool = False) -> bool:
-    """Read a yes/no environment variable."""
-    value = os.environ.get(name, "")
+    """Read a yes/no environment variable (1/true/yes/on or 0/false/no/off, any case); unset or empty: default."""
+    value = os.environ.get(name, "").strip()
     if not value:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value.lower() in TRUE_WORDS:
+        return True
+    if value.lower() in FALSE_WORDS:
+        return False
+    raise _unparsable(name, value, "one of " + "/".join(TRUE_WORDS + FALSE_WORDS))
 
 
 def envint(name: str, default: int) -> int:
-    """Read an integer environment variable."""
-    value = os.environ.get(name, "")
-    return int(value) if value.strip() else default
+    """Read an integer environment variable; unset or empty: default."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise _unparsable(name, value, "a whole number") from None
 
 
 def envfloat(name: str, default: float) -> float:
-    """Read a decimal environment variable."""
-    value = os.environ.get(name, "")
-    return float(value) if value.strip() else default
+    """Read a decimal environment variable (finite: nan and inf are refused); unset or empty: default."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise _unparsable(name, value, "a finite number")
+    return number
+
+
+def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """Read an environment variable that must be one of `choices` (exactly); unset or empty: default."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if value not in choices:
+        raise _unparsable(name, value, "one of " + ", ".join(choices))
+    return value
 
 
 def envlist(name: str, default: str = "") -> list[str]:
@@ -37,24 +81,24 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DATA_DIR = Path(os.environ.get("STUDIO_DATA_DIR") or BASE_DIR / "var").resolve()
+def envdatabase(name: str) -> dict:
+    """Read a database URL (dj-database-url's forms); an error message shows the URL without its password."""
+    value = os.environ[name]
+    try:
+        return dict(dj_database_url.parse(value, conn_max_age=60))
+    except ValueError as error:
+        shown = re.sub(r"(://[^:/@]*:).*@", r"\1***@", value)
+        raise _unparsable(name, shown, f"a database URL ({error})") from None
+
+
+DATA_DIR = bootstrap.data_dir()
 MEDIA_ROOT = DATA_DIR / "media"
 MEDIA_URL = "/media-not-served/"  # clips are served only through access-checked views
 
-
-def _secret_key() -> str:
-    """SECRET_KEY from the environment, else one generated once and kept in the data directory."""
-    if os.environ.get("SECRET_KEY"):
-        return os.environ["SECRET_KEY"]
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-SECRET_KEY = _secret_key()
+# From the environment, else the key `bootstrap.prepare_data_dir()` generated once into the data directory. If
+# that has not run (a tool that only inspects settings, such as mypy's Django plugin), the key stays empty and
+# Django refuses to sign anything with it ("The SECRET_KEY setting must not be empty"): never a made-up key.
+SECRET_KEY = os.environ.get("SECRET_KEY") or bootstrap.read_secret_key(DATA_DIR)
 DEBUG = envbool("DEBUG")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
@@ -108,7 +152,7 @@ TEMPLATES = [
 
 # --- Database: SQLite in the data directory, or DATABASE_URL ---------------------------------------------
 if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+    DATABASES = {"default": envdatabase("DATABASE_URL")}
     if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         DATABASES["default"].setdefault("OPTIONS", {})
 else:
@@ -145,8 +189,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = DATA_DIR / "staticfiles"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing one before collectstatic
+STATIC_ROOT = DATA_DIR / "staticfiles"  # created by bootstrap.prepare_data_dir(): whitenoise warns if missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -233,7 +276,7 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("STUDIO_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": envchoice("STUDIO_LOG_LEVEL", "INFO", LOG_LEVELS)},
     "loggers": {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},

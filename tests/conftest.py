@@ -7,7 +7,16 @@ import ipaddress
 import os
 import socket
 
+import django
 import pytest
+
+from studio.bootstrap import prepare_data_dir
+
+# The settings only read, so the data directory and its SECRET_KEY are made before Django starts. That is why
+# pyproject.toml does not name the settings module for pytest-django: it would import them before this file.
+prepare_data_dir()
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+django.setup()
 
 SCALED_OUT = os.environ.get("STUDIO_SCALED_OUT") == "1"
 # In CI a test that would skip for a missing service (PostgreSQL, Redis, Chromium) fails instead.

@@ -1,0 +1,291 @@
+"""Settings only read; `bootstrap.prepare_data_dir()` makes the data directory and the key every process shares."""
+
+from __future__ import annotations
+
+import os
+import re
+import runpy
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from studio import bootstrap
+from studio.settings import envbool, envchoice, envfloat, envint
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS_FILE = ROOT / "studio" / "settings.py"
+
+
+def load_settings(monkeypatch, data_dir: Path, env: dict[str, str] | None = None) -> dict:
+    """Execute studio/settings.py afresh, as a new process would, with only `env` set; its names as a dict."""
+    for name in list(os.environ):
+        if name.startswith(("STUDIO_", "BYTESPIKE_")) or name in {"SECRET_KEY", "DEBUG", "DATABASE_URL"}:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(data_dir))
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(SETTINGS_FILE))
+
+
+def run(*command: str, data_dir: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run a command from the project root in a fresh process, without SECRET_KEY or a settings module set."""
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DJANGO_SETTINGS_MODULE"}}
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**clean, "STUDIO_DATA_DIR": str(data_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# --- the settings read, bootstrap writes ----------------------------------------------------------------------
+
+
+def test_importing_the_settings_writes_nothing(monkeypatch, tmp_path):
+    data = tmp_path / "fresh"
+    settings = load_settings(monkeypatch, data)
+    assert not data.exists()
+    assert settings["DATA_DIR"] == data
+    assert settings["SECRET_KEY"] == ""  # Django refuses an empty key the moment anything signs with it
+
+
+def test_prepare_data_dir_makes_one_private_key_and_keeps_it(monkeypatch, tmp_path):
+    data = tmp_path / "fresh"
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(data))
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    assert bootstrap.prepare_data_dir() == data
+    key_file = data / "secret_key"
+    key = key_file.read_text()
+    assert len(key) >= 50
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert (data / "staticfiles").is_dir()
+    assert bootstrap.prepare_data_dir() == data
+    assert key_file.read_text() == key
+    assert sorted(p.name for p in data.iterdir()) == ["secret_key", "staticfiles"]  # no temporary file left
+    assert load_settings(monkeypatch, data)["SECRET_KEY"] == key
+
+
+def test_a_secret_key_from_the_environment_is_used_and_nothing_is_generated(monkeypatch, tmp_path):
+    data = tmp_path / "fresh"
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(data))
+    given = "from-the-environment"
+    monkeypatch.setenv("SECRET_KEY", given)
+    bootstrap.prepare_data_dir()
+    assert not (data / "secret_key").exists()
+    assert load_settings(monkeypatch, data, {"SECRET_KEY": given})["SECRET_KEY"] == given
+
+
+def test_processes_preparing_the_same_fresh_dir_at_once_share_one_key(monkeypatch, tmp_path):
+    data = tmp_path / "fresh"
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(data))
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    start = threading.Barrier(8)
+    keys: list[str] = []
+
+    def prepare() -> None:
+        start.wait()
+        bootstrap.prepare_data_dir()
+        keys.append(bootstrap.read_secret_key(data))
+
+    threads = [threading.Thread(target=prepare) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(keys) == 8 and len(set(keys)) == 1 and keys[0]
+    assert sorted(p.name for p in data.iterdir()) == ["secret_key", "staticfiles"]
+
+
+def test_manage_py_on_a_fresh_data_dir_makes_the_key_a_second_process_reads(tmp_path):
+    data = tmp_path / "fresh"
+    first = run(sys.executable, "manage.py", "check", data_dir=data)
+    assert first.returncode == 0, first.stderr
+    key = (data / "secret_key").read_text()
+    show = "from django.conf import settings; print(settings.SECRET_KEY)"
+    second = run(sys.executable, "manage.py", "shell", "--no-imports", "-c", show, data_dir=data)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == key
+
+
+def test_the_wsgi_entry_point_prepares_the_data_dir(tmp_path):
+    data = tmp_path / "fresh"
+    started = run(sys.executable, "-c", "import studio.wsgi", data_dir=data)
+    assert started.returncode == 0, started.stderr
+    assert (data / "secret_key").read_text()
+
+
+# --- every environment variable is parsed strictly --------------------------------------------------------------
+
+# A value each parsed variable cannot take. Before, a typo in a yes/no read as "no", nan passed as a number, and a
+# bad number stopped start-up with a bare ValueError that did not say which variable.
+UNPARSABLE = {
+    "DEBUG": "ture",
+    "STUDIO_MANIFEST_STATIC": "maybe",
+    "STUDIO_EMULATOR_PORT": "87a5",
+    "STUDIO_GATEWAY_READ_TIMEOUT": "30s",
+    "STUDIO_POLL_SCALE": "nan",
+    "STUDIO_STALL_AFTER_SECONDS": "1h",
+    "STUDIO_SUBMIT_MAX_ATTEMPTS": "five",
+    "STUDIO_MAX_VIDEO_BYTES": "512MiB",
+    "STUDIO_MAX_IMAGE_BYTES": "10 MB",
+    "STUDIO_MAX_IMAGE_PIXELS": "4e7",
+    "STUDIO_POLLER_RUN_SECONDS": "15.5",
+    "STUDIO_POLLER_THREADS": "sixteen",
+    "STUDIO_Q_WORKERS": "4x",
+    "STUDIO_LOG_LEVEL": "LOUD",
+    "DATABASE_URL": "postgress://studio@127.0.0.1:5432/studio",
+}
+# Taken as text: any value reads, and the system checks judge the ones that must make sense (E001-E003, W001).
+FREE_TEXT = {
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "BYTESPIKE_API_KEY",
+    "BYTESPIKE_BASE_URL",
+    "BYTESPIKE_RESULT_HOSTS",
+    "STUDIO_PUBLIC_URL",
+    "STUDIO_Q_NAME",
+    "REDIS_URL",
+}
+
+
+def test_every_variable_the_settings_read_is_classified_here():
+    source = SETTINGS_FILE.read_text()
+    read = set(re.findall(r'(?:env\w+\(|os\.environ\.get\(|os\.environ\[)\s*"([A-Z0-9_]+)"', source))
+    assert read == UNPARSABLE.keys() | FREE_TEXT, "add the new variable to UNPARSABLE or FREE_TEXT"
+
+
+@pytest.mark.parametrize("name", sorted(UNPARSABLE))
+def test_a_value_that_cannot_be_parsed_stops_start_up_naming_it(monkeypatch, tmp_path, name):
+    with pytest.raises(ImproperlyConfigured) as refused:
+        load_settings(monkeypatch, tmp_path, {"SECRET_KEY": "k", name: UNPARSABLE[name]})
+    assert f"{name}={UNPARSABLE[name]!r}" in str(refused.value)
+
+
+def test_a_database_url_error_does_not_show_the_password(monkeypatch, tmp_path):
+    url = "postgress://studio:hunter2@127.0.0.1:5432/studio"
+    with pytest.raises(ImproperlyConfigured) as refused:
+        load_settings(monkeypatch, tmp_path, {"SECRET_KEY": "k", "DATABASE_URL": url})
+    assert "hunter2" not in str(refused.value)
+    assert "postgress://studio:***@127.0.0.1:5432/studio" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("Yes", True),
+        (" ON ", True),
+        ("0", False),
+        ("false", False),
+        ("NO", False),
+    ],
+)
+def test_yes_no_spellings_read_as_before(monkeypatch, value, expected):
+    monkeypatch.setenv("STUDIO_FLAG", value)
+    assert envbool("STUDIO_FLAG", default=not expected) is expected
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_unset_or_empty_values_take_the_default(monkeypatch, value):
+    monkeypatch.setenv("STUDIO_VALUE", value)
+    assert envbool("STUDIO_VALUE", default=True) is True
+    assert envint("STUDIO_VALUE", 7) == 7
+    assert envfloat("STUDIO_VALUE", 0.5) == 0.5
+    assert envchoice("STUDIO_VALUE", "INFO", ("INFO", "DEBUG")) == "INFO"
+
+
+@pytest.mark.parametrize(
+    ("read", "value"),
+    [
+        (lambda: envbool("STUDIO_VALUE"), "y"),
+        (lambda: envint("STUDIO_VALUE", 1), "1.0"),
+        (lambda: envfloat("STUDIO_VALUE", 1.0), "inf"),
+        (lambda: envfloat("STUDIO_VALUE", 1.0), "1,5"),
+        (lambda: envchoice("STUDIO_VALUE", "INFO", ("INFO",)), "info"),
+    ],
+)
+def test_each_helper_refuses_what_it_cannot_parse(monkeypatch, read, value):
+    monkeypatch.setenv("STUDIO_VALUE", value)
+    with pytest.raises(ImproperlyConfigured, match="STUDIO_VALUE="):
+        read()
+
+
+def test_numbers_parse_as_before(monkeypatch):
+    monkeypatch.setenv("STUDIO_VALUE", " 42 ")
+    assert envint("STUDIO_VALUE", 1) == 42
+    assert envfloat("STUDIO_VALUE", 1.0) == 42.0
+    monkeypatch.setenv("STUDIO_VALUE", "0.25")
+    assert envfloat("STUDIO_VALUE", 1.0) == 0.25
+
+
+def test_the_documented_defaults_are_unchanged(monkeypatch, tmp_path):
+    settings = load_settings(monkeypatch, tmp_path, {"SECRET_KEY": "k"})
+    assert settings["DEBUG"] is False
+    assert settings["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
+    assert settings["BYTESPIKE_BASE_URL"] == "http://127.0.0.1:8765"
+    assert settings["GATEWAY_TIMEOUT"]["read"] == 30.0
+    assert settings["STUDIO_STALL_AFTER_SECONDS"] == 3600
+    assert settings["STUDIO_SUBMIT_MAX_ATTEMPTS"] == 5
+    assert settings["STUDIO_POLLER_THREADS"] == 16
+    assert settings["Q_CLUSTER"]["workers"] == 4
+    assert settings["LOGGING"]["root"]["level"] == "INFO"
+    assert settings["DATABASES"]["default"]["NAME"] == str(tmp_path / "studio.sqlite3")
+
+
+def test_manage_py_refuses_to_start_on_a_typo(tmp_path):
+    started = run(sys.executable, "manage.py", "check", data_dir=tmp_path, DEBUG="ture")
+    assert started.returncode != 0
+    assert "ImproperlyConfigured: DEBUG='ture' cannot be read" in started.stderr
+
+
+# --- system checks (studio/checks.py) ---------------------------------------------------------------------------
+
+
+def studio_check_ids() -> list[str]:
+    from studio.checks import check_gateway_settings
+
+    return [message.id for message in check_gateway_settings()]
+
+
+def test_the_default_configuration_passes_the_studio_checks():
+    assert studio_check_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"BYTESPIKE_BASE_URL": "ftp://gateway.example", "USING_EMULATOR": False}, "studio.E001"),
+        ({"BYTESPIKE_BASE_URL": "http://gateway.example", "USING_EMULATOR": False}, "studio.E002"),
+        ({"BYTESPIKE_RESULT_HOSTS": ["cdn.example.com/clips"]}, "studio.E003"),
+        ({"Q_CLUSTER": {"timeout": 150, "retry": 150}}, "studio.E004"),
+        ({"STUDIO_POLLER_RUN_SECONDS": 60}, "studio.E005"),
+        ({"STUDIO_POLL_SCALE": 1.5}, "studio.E006"),
+        ({"DEBUG": False, "ALLOWED_HOSTS": []}, "studio.E007"),
+        ({"BYTESPIKE_BASE_URL": "https://gateway.example", "USING_EMULATOR": True}, "studio.W001"),
+    ],
+)
+def test_each_inconsistent_setting_is_caught(settings, changes, expected):
+    for name, value in changes.items():
+        if name == "Q_CLUSTER":
+            value = {**settings.Q_CLUSTER, **value}
+        setattr(settings, name, value)
+    assert studio_check_ids() == [expected]
+
+
+@pytest.mark.django_db  # Django's own model checks ask the database what it supports
+def test_the_studio_checks_run_with_djangos_own(settings):
+    """Registered when the app loads, so `manage.py check` (and runserver, migrate, qcluster) stop on them."""
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.BYTESPIKE_BASE_URL = "ftp://gateway.example"
+    with pytest.raises(SystemCheckError, match="studio.E001"):
+        call_command("check")
