@@ -44,6 +44,7 @@ from studio.gateway.types import (
     TaskStatus,
     WalletEmpty,
 )
+from studio.media import looks_like_mp4
 
 log = logging.getLogger("studio.gateway")
 
@@ -460,8 +461,6 @@ class GatewayClient:
 
     def download(self, url: str, dest_dir: Path, *, max_bytes: int) -> Downloaded:
         """Stream a result to a temporary file in `dest_dir`, size-capped and checked to be an MP4."""
-        from studio.media import looks_like_mp4
-
         dest_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(MAX_REDIRECTS + 1):
             self.check_result_url(url)
