@@ -124,6 +124,13 @@ class Render(models.Model):
     poll_count = models.PositiveIntegerField(default=0)
     poll_errors = models.PositiveIntegerField(default=0)  # consecutive failed polls
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_attempts = models.PositiveSmallIntegerField(
+        default=0
+    )  # cancel requests the gateway did not honour
+    # What became of a cancel the gateway did not honour, in words for the card ("the gateway cannot cancel...").
+    cancel_note = models.CharField(max_length=300, blank=True)
+    damaged_downloads = models.PositiveSmallIntegerField(default=0)  # downloads that failed the full decode
+    file_lost_at = models.DateTimeField(null=True, blank=True)  # the finished clip's file is gone for good
 
     estimated_cost = models.DecimalField(max_digits=12, decimal_places=4)
     rate_per_second = models.DecimalField(max_digits=12, decimal_places=6)
@@ -254,6 +261,9 @@ class GatewayAlert(models.Model):
         WALLET = "wallet", "Wallet empty"
         STALLED = "stalled", "Render stalled"
         SUBMIT_UNKNOWN = "submit_unknown", "Submission outcome unknown"
+        DAMAGED = "damaged", "Damaged file delivered"
+        FILE_LOST = "file_lost", "Clip file lost"
+        CANCEL_REFUSED = "cancel_refused", "Cancel refused"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     message = models.TextField()
@@ -293,6 +303,24 @@ class GatewayAlert(models.Model):
             .first()
         )
         return alert.pauses_submissions_until if alert else None
+
+
+class GatewayCapability(models.Model):
+    """What one gateway (base URL) was seen to support per protocol, where its pages are silent (e.g. cancel)."""
+
+    base_url = models.CharField(max_length=255)
+    protocol = models.CharField(max_length=32)
+    can_cancel = models.BooleanField(
+        null=True
+    )  # None: not known yet; False: its cancel path answered 404/405
+    note = models.CharField(max_length=300, blank=True)
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["base_url", "protocol"], name="one_capability_row")]
+
+    def __str__(self) -> str:
+        return f"{self.base_url} {self.protocol}: cancel {'unknown' if self.can_cancel is None else self.can_cancel}"
 
 
 class Lease(models.Model):
