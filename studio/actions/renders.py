@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from studio import access, pricing, queue
+from studio.lifecycle import cancel
 from studio.lifecycle.transitions import advance
 from studio.models import AT_GATEWAY, Render, State
 from studio.money import ledger
@@ -92,6 +93,8 @@ def do_cancel_render(render: Render) -> CancelOutcome:
         render.pk, State.PENDING, State.CANCELLED, cancel_requested_at=now, billed_cost=0, billed_credits=0
     ):
         message = "Cancelled before it reached the gateway: nothing was billed."
+    elif render.state in AT_GATEWAY and cancel.cancel_unsupported(render):
+        message = "This gateway cannot cancel renders: it runs to the end and is billed as usual."
     elif advance(
         render.pk,
         [State.SUBMITTING, *AT_GATEWAY],

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -20,11 +19,11 @@ from studio.gateway.client import GatewayClient
 from studio.gateway.types import (
     CredentialsRejected,
     GatewayError,
-    NotCancellable,
     NotFound,
     TaskState,
     TaskStatus,
 )
+from studio.lifecycle import cancel
 from studio.lifecycle.submit import CREDENTIALS_PAUSE_SECONDS
 from studio.lifecycle.transitions import NOTHING_BILLED, advance, billed_fields, scaled, status_note
 from studio.models import AT_GATEWAY, GatewayAlert, Render, State
@@ -49,10 +48,14 @@ def poll_step(render_id, client: GatewayClient) -> str:
     render = Render.objects.filter(pk=render_id, state__in=AT_GATEWAY).first()
     if render is None:
         return "skipped"
-    if render.cancel_requested_at and not render.is_terminal:
-        outcome = cancel_step(render, client)
+    if cancel.wants_cancel(render):
+        # A cancel never holds up the poll: whatever the gateway says to it, the render is polled as usual.
+        outcome = cancel.cancel_step(render, client)
         if outcome != "poll":
             return outcome
+        render = Render.objects.filter(pk=render_id, state__in=AT_GATEWAY).first()
+        if render is None:
+            return "skipped"
     try:
         status = client.poll(render.model, render.gateway_task_id)
     except GatewayError as error:
@@ -167,22 +170,3 @@ def apply_status(render: Render, status: TaskStatus) -> str:
         log.warning("Render %s went backwards from running to queued at the gateway; ignoring", render.pk)
         fields.pop("progress", None)
     return _schedule_next(render, **fields)
-
-
-def cancel_step(render: Render, client: GatewayClient) -> str:
-    """Ask the gateway to cancel a render the user asked to stop; 'poll' when the gateway says it ended."""
-    try:
-        result = client.cancel(render.model, render.gateway_task_id)
-    except NotCancellable:
-        # It finished (or failed) before the cancel reached it: the poll that follows records the outcome.
-        advance(render.pk, AT_GATEWAY, error="It finished before the cancel reached the gateway.")
-        return "poll"
-    except GatewayError as error:
-        log.warning("Cancelling render %s failed: %s", render.pk, error.message)
-        return _schedule_next(render)
-    if result.state != TaskState.CANCELLED:
-        return "poll"
-    billed = billed_fields(result.billed_credits if result.billed_credits is not None else Decimal("0"))
-    if advance(render.pk, AT_GATEWAY, State.CANCELLED, error="", error_code="cancelled", **billed):
-        return "cancelled"
-    return "skipped"
