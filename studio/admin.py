@@ -1,10 +1,11 @@
-"""Operator views: renders (read-only facts), gateway alerts (resolve them), and the poller lease."""
+"""Operator views: renders (read-only facts, and the operator actions of studio.lifecycle.operator), gateway
+alerts (resolve them), and the poller lease. Attaching a task id is on the render's detail page and the CLI."""
 
 from __future__ import annotations
 
 from django.contrib import admin
-from django.utils import timezone
 
+from studio.lifecycle import operator
 from studio.models import GatewayAlert, Lease, Render
 
 
@@ -23,6 +24,27 @@ class RenderAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    actions = ["recheck", "not_sent", "not_sent_resubmit"]
+
+    def _each(self, request, queryset, act) -> None:
+        for render in queryset:
+            outcome = act(render.pk)
+            self.message_user(
+                request, f"{render.pk}: {outcome.message}", "success" if outcome.done else "warning"
+            )
+
+    @admin.action(description="Recheck at the gateway now (stalled, or outcome unknown with a task id)")
+    def recheck(self, request, queryset) -> None:
+        self._each(request, queryset, operator.recheck)
+
+    @admin.action(description="Never reached the gateway: release the hold")
+    def not_sent(self, request, queryset) -> None:
+        self._each(request, queryset, operator.not_sent)
+
+    @admin.action(description="Never reached the gateway: send it again")
+    def not_sent_resubmit(self, request, queryset) -> None:
+        self._each(request, queryset, lambda pk: operator.not_sent(pk, resubmit=True))
+
 
 @admin.register(GatewayAlert)
 class GatewayAlertAdmin(admin.ModelAdmin):
@@ -30,11 +52,10 @@ class GatewayAlertAdmin(admin.ModelAdmin):
     list_filter = ("kind", "resolved_at")
     actions = ["resolve"]
 
-    @admin.action(description="Resolve (and resume submissions)")
+    @admin.action(description="Resolve (and send the renders that waited on it)")
     def resolve(self, request, queryset) -> None:
-        queryset.filter(resolved_at__isnull=True).update(
-            resolved_at=timezone.now(), pauses_submissions_until=None
-        )
+        for alert in queryset.filter(resolved_at__isnull=True):
+            self.message_user(request, f"{alert}: {operator.resolve_alert(alert).message}")
 
 
 @admin.register(Lease)

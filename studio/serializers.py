@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from studio.models import Render
+from studio.models import LedgerKind, Render
+
+ENDS_A_HOLD = (LedgerKind.SETTLE, LedgerKind.RELEASE)
 
 
 def _money(value) -> str | None:
@@ -11,6 +13,15 @@ def _money(value) -> str | None:
 
 def _when(value) -> str | None:
     return value.isoformat() if value else None
+
+
+def settled_cost(render: Render) -> str | None:
+    """What the ledger settled for the render ($0 when it released the hold), or None while it holds.
+
+    Reads `render.ledger.all()`, so a list prefetches "ledger" once instead of a query per render.
+    """
+    ended = [entry.amount for entry in render.ledger.all() if entry.kind in ENDS_A_HOLD]
+    return _money(ended[0]) if ended else None
 
 
 def render_as_dict(render: Render) -> dict:
@@ -29,6 +40,7 @@ def render_as_dict(render: Render) -> dict:
         "estimated_cost": _money(render.estimated_cost),
         "billed_cost": _money(render.billed_cost),
         "billed_credits": _money(render.billed_credits),
+        "settled_cost": settled_cost(render),  # e.g. the estimate when the gateway reported no bill
         "video": render.video.path if render.video else None,
         "poster": render.poster.path if render.poster else None,
         "video_duration": render.video_duration,

@@ -68,14 +68,32 @@ def submit_step(render_id, client: GatewayClient | None = None) -> str:
         advance(render_id, State.PENDING, next_attempt_at=paused_until)
         return "paused"
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    render = Render.objects.filter(due, pk=render_id, state=State.PENDING).first()
+    if render is None:
+        return "skipped"
+    # Everything that can be prepared is prepared before the row says `submitting`: the window in which a crash
+    # leaves the outcome unknown is the HTTP call itself.
+    try:
+        request = RenderRequest(render.model, render.prompt, render.params, image_reference(render))
+    except OSError as error:
+        advance(
+            render_id,
+            State.PENDING,
+            State.FAILED,
+            error=f"The init image could not be read ({error.strerror or error}); nothing was sent or billed.",
+            error_code="init_image",
+            **NOTHING_BILLED,
+        )
+        return "failed"
+    own_client = client is None
+    client = client or transitions.client_factory()
     if not advance(
         render_id, State.PENDING, State.SUBMITTING, where=due, submit_attempts=F("submit_attempts") + 1
     ):
+        if own_client:
+            client.close()
         return "skipped"
-    render = Render.objects.get(pk=render_id)
-    request = RenderRequest(render.model, render.prompt, render.params, image_reference(render))
-    own_client = client is None
-    client = client or transitions.client_factory()
+    render.submit_attempts += 1
     try:
         submission = client.submit(request)
     except GatewayError as error:
@@ -83,7 +101,8 @@ def submit_step(render_id, client: GatewayClient | None = None) -> str:
     finally:
         if own_client:
             client.close()
-    GatewayAlert.resolve(GatewayAlert.Kind.CREDENTIALS)
+    if GatewayAlert.objects.filter(kind=GatewayAlert.Kind.CREDENTIALS, resolved_at__isnull=True).exists():
+        resolve_credentials_alerts()  # the key works again: send whatever waited on it now
     state = State.RUNNING if submission.status == TaskState.RUNNING else State.QUEUED
     accepted: dict[str, Any] = {
         "gateway_task_id": submission.task_id,
@@ -101,6 +120,19 @@ def submit_step(render_id, client: GatewayClient | None = None) -> str:
     ledger.learn_rate(render, submission.estimated_credits)  # the submit answer shows the live rate too
     queue.ensure_poller()
     return "submitted"
+
+
+def resolve_credentials_alerts() -> int:
+    """Close the credentials alerts and send the renders that waited on them now; returns how many waited."""
+    GatewayAlert.objects.filter(kind=GatewayAlert.Kind.CREDENTIALS, resolved_at__isnull=True).update(
+        resolved_at=timezone.now(), pauses_submissions_until=None
+    )
+    released = Render.objects.filter(state=State.PENDING, error_code="credentials").update(
+        next_attempt_at=timezone.now(), updated_at=timezone.now()
+    )
+    if released:
+        queue.ensure_poller()  # the poller re-sends due submissions
+    return released
 
 
 def _late_acceptance(render_id, state: str, accepted: dict) -> None:
