@@ -98,7 +98,7 @@ def rerun(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespon
     ):  # the studio's own card: add the new card on top
         return render_partials(
             request,
-            ("studio.html#render-card", {"render": outcome.render}),
+            ("studio.html#render", {"render": outcome.render}),
             ("studio.html#poller", {"polling": True, "since": poller_since(request), "oob_poller": True}),
         )
     if request.htmx:

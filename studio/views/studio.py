@@ -130,7 +130,7 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     return render_partials(
         request,
         # A repeated submit (same client_token) updates its card in place instead of adding a second one.
-        ("studio.html#render-card", {"render": new, "oob_card": repeated}),
+        ("studio.html#render", {"render": new, "oob_card": repeated}),
         ("studio.html#studio-form", _form_context(fresh, estimate=form.estimate(), oob_form=True)),
         ("studio.html#poller", {"polling": True, "since": poller_since(request), "oob_poller": True}),
     )
@@ -180,7 +180,7 @@ def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
     response = render_partials(
         request,
         ("studio.html#poller", {"polling": in_flight, "since": now}),
-        *[("studio.html#render-card", {"render": item, "oob_card": True}) for item in changed],
+        *[("studio.html#render", {"render": item, "oob_card": True}) for item in changed],
     )
     if not in_flight:
         response.status_code = HttpResponseStopPolling.status_code
@@ -195,7 +195,7 @@ def cancel(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
     messages.info(request, outcome.message)
     return render_partials(
         request,
-        ("studio.html#render-card", {"render": outcome.render}),
+        ("studio.html#render", {"render": outcome.render}),
         ("studio.html#poller", {"polling": True, "since": poller_since(request), "oob_poller": True}),
     )
 
@@ -205,7 +205,7 @@ def cancel(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
 def card(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """One render's card."""
     item = access.get_render_for_user(request.user, render_id)
-    return render(request, "studio.html#render-card", {"render": item})
+    return render(request, "studio.html#render", {"render": item})
 
 
 @login_required
