@@ -10,11 +10,19 @@ from django import forms
 from django.conf import settings
 
 from studio import pricing
-from studio.catalog import MAX_PROMPT_CHARS, MODEL_CHOICES, MODELS, SORA2, SORA2_PRO, ModelSpec, get_model
+from studio.catalog import (
+    MAX_PROMPT_CHARS,
+    MODEL_CHOICES,
+    MODELS,
+    SEED_MAX,
+    SORA2,
+    SORA2_PRO,
+    ModelSpec,
+    get_model,
+)
 from studio.media import MediaError, sniff_image
 from studio.models import Render, State
 
-SEED_MAX = 2**32 - 1
 ALL_SIZES = sorted({s for spec in MODELS.values() for s in spec.sizes})
 ALL_RESOLUTIONS = sorted({r for spec in MODELS.values() for r in spec.resolutions})
 ALL_ASPECTS = sorted({a for spec in MODELS.values() for a in spec.aspect_ratios})

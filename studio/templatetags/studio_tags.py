@@ -1,5 +1,5 @@
-"""Template helpers for the studio's pages: a form field's error slot, and money, durations and moments in a clip
-as people read them (the formats themselves live in studio.formatting and studio.pricing)."""
+"""Template helpers for the studio's pages: the catalog's models, a form field's error slot, and money, durations and
+moments in a clip as people read them (the formats themselves live in studio.formatting and studio.pricing)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,27 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from studio import formatting, pricing
+from studio import catalog, formatting, pricing
 
 register = template.Library()
+
+
+@register.filter
+def model_spec(key: str) -> catalog.ModelSpec:
+    """The catalog's model of a key, for its labels and limits: `{{ estimate.model|model_spec }}`."""
+    return catalog.get_model(key)
+
+
+@register.simple_tag
+def tier_model(tier: str) -> catalog.ModelSpec:
+    """The catalog's model of a tier, where a page has no render to ask: `{% tier_model "draft" as draft %}`."""
+    return catalog.for_tier(tier)
+
+
+@register.filter
+def default_rate(spec: catalog.ModelSpec) -> str:
+    """The built-in per-second rate of a model priced at one rate, as people read it: "$0.10/s"."""
+    return pricing.per_second(pricing.RATE_CARD[spec.key][spec.rate_key({})])
 
 
 @register.simple_tag

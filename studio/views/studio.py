@@ -14,15 +14,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseStopPolling
 
-from studio import access, actions, money
-from studio.catalog import MODELS, SORA2, SORA2_PRO
+from studio import access, actions, catalog, money, pricing
+from studio.catalog import MODELS, SORA2
 from studio.forms import RenderForm, promotion_refusal
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render
 from studio.ranged import ranged_file_response
 
 PAGE_SIZE = 50
-SPECS = {"sora2": MODELS[SORA2], "pro": MODELS[SORA2_PRO]}
 ERROR_FIELDS = [
     "model",
     "prompt",
@@ -40,9 +39,31 @@ def _form_context(form: RenderForm, **extra) -> dict:
     return {
         "form": form,
         "estimate": form.estimate() if form.is_bound else _initial_estimate(form),
-        "specs": SPECS,
+        **_catalog_context(),
         **extra,
     }
+
+
+def _catalog_context() -> dict:
+    """What the form shows of the catalog, read when it is drawn: each tier's model, the limits, the hints."""
+    return {
+        "specs": {"draft": catalog.for_tier("draft"), "pro": catalog.for_tier("pro")},
+        "max_prompt_chars": catalog.MAX_PROMPT_CHARS,
+        "seed_max": catalog.SEED_MAX,
+        "model_hints": _model_hints,  # called by the template: the rate card is read only where hints are shown
+    }
+
+
+def _model_hints() -> list[tuple[str, str]]:
+    """Each model's key and the hint under the form's model choice, with the rate card's price of today."""
+    card = money.rate_card()
+    hints = []
+    for spec in MODELS.values():
+        rate = pricing.per_second(card[spec.key][spec.rate_key({})])  # "$0.10/s"
+        hints.append(
+            (spec.key, spec.hint(rate.removesuffix("/s") + " per second"))
+        )  # a sentence spells it out
+    return hints
 
 
 def _studio_context(request: AuthenticatedHtmxRequest, form: RenderForm | None = None) -> dict:
