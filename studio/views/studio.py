@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
-from django_htmx.http import HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling, reswap, retarget
 
 from studio import access, actions, catalog, money, pricing
 from studio.catalog import MODELS, SORA2
@@ -162,9 +162,7 @@ def _form_with_errors(request: AuthenticatedHtmxRequest, form: RenderForm) -> Ht
     if not request.htmx:
         return render(request, "studio.html", _studio_context(request, form), status=400)
     response = render(request, "studio.html#studio-form", _form_context(form))
-    response["HX-Retarget"] = "#studio-form"
-    response["HX-Reswap"] = "outerHTML"
-    return response
+    return reswap(retarget(response, "#studio-form"), "outerHTML")
 
 
 def _now() -> str:
