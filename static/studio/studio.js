@@ -37,35 +37,11 @@
   // Poll less often while the tab is hidden: skip requests until 5 s have passed since the last one.
   var lastPoll = 0;
   document.addEventListener("htmx:confirm", function (evt) {
-    if (evt.target.id !== "poller") return;
+    if (evt.target.id !== "poll") return;
     var now = Date.now();
     if (document.hidden && now - lastPoll < 5000) { evt.preventDefault(); return; }
     lastPoll = now;
   });
-
-  // A card the page does not show yet (e.g. submitted from the command line) goes to the top of the list.
-  document.body.addEventListener("htmx:oobErrorNoTarget", function (evt) {
-    var card = evt.detail.content;
-    var list = document.getElementById("render-list");
-    if (!list || !card || !card.classList || !card.classList.contains("card")) return;
-    if (card.id && document.getElementById(card.id)) return;
-    card.removeAttribute("hx-swap-oob");
-    list.prepend(card);
-    htmx.process(card);
-  });
-
-  // The poller may bring a new card before the submit's own answer does: keep one card per render, the first.
-  function dedupeCards() {
-    var list = document.getElementById("render-list");
-    if (!list) return;
-    var seen = {};
-    list.querySelectorAll(":scope > .card[id]").forEach(function (card) {
-      if (seen[card.id]) card.remove();
-      else seen[card.id] = true;
-    });
-  }
-  document.addEventListener("htmx:afterSwap", dedupeCards);
-  document.addEventListener("htmx:oobAfterSwap", dedupeCards);
 
   document.addEventListener("DOMContentLoaded", function () {
     initForms(document);

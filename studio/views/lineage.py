@@ -22,9 +22,8 @@ from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from studio import access, actions, money, pricing
-from studio.htmx import AuthenticatedHtmxRequest, render_partials
+from studio.htmx import AuthenticatedHtmxRequest, card_answer
 from studio.models import Render
-from studio.views.studio import poller_since
 
 MAX_DEPTH = 5  # promotions are one level deep (a parent is always a draft); this bounds a corrupt chain
 
@@ -96,11 +95,7 @@ def rerun(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespon
     if (
         request.htmx and request.htmx.target == "render-list"
     ):  # the studio's own card: add the new card on top
-        return render_partials(
-            request,
-            ("studio.html#render", {"render": outcome.render}),
-            ("studio.html#poller", {"polling": True, "since": poller_since(request), "oob_poller": True}),
-        )
+        return card_answer(request, outcome.render)
     if request.htmx:
         return HttpResponseClientRedirect(reverse("studio"))
     return redirect("studio")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from django.contrib import messages
@@ -16,8 +15,9 @@ from django_htmx.http import HttpResponseStopPolling, reswap, retarget
 
 from studio import access, actions, catalog, money, pricing
 from studio.catalog import MODELS, SORA2
+from studio.cursor import Cursor, catch_up
 from studio.forms import RenderForm, promotion_refusal
-from studio.htmx import AuthenticatedHtmxRequest, render_partials
+from studio.htmx import AuthenticatedHtmxRequest, card_answer, render_partials, request_cursor
 from studio.models import Render
 from studio.ranged import ranged_file_response
 
@@ -59,18 +59,21 @@ def _model_hints() -> list[tuple[str, str]]:
     card = money.rate_card()
     hints = []
     for spec in MODELS.values():
-        rate = pricing.per_second(card[spec.key][spec.rate_key({})])  # "$0.10/s"
-        hints.append(
-            (spec.key, spec.hint(rate.removesuffix("/s") + " per second"))
-        )  # a sentence spells it out
+        rate = pricing.per_second(card[spec.key][spec.rate_key({})])  # "$0.10/s": a sentence spells it out
+        hints.append((spec.key, spec.hint(rate.removesuffix("/s") + " per second")))
     return hints
 
 
 def _studio_context(request: AuthenticatedHtmxRequest, form: RenderForm | None = None) -> dict:
     form = form or RenderForm(initial={"client_token": uuid.uuid4(), "model": SORA2})
-    since = _now()  # before the query: a card changed while the page renders is polled again, never lost
+    now = (
+        timezone.now()
+    )  # before the query: a card changed while the page renders is polled again, never lost
     renders = list(Render.objects.mine(request.user)[:PAGE_SIZE])
-    return _form_context(form, renders=renders, polling=any(not r.is_terminal for r in renders), since=since)
+    cursor = Cursor.for_page(now, renders, full=len(renders) == PAGE_SIZE)
+    return _form_context(
+        form, renders=renders, polling=any(not r.is_terminal for r in renders), cursor=cursor
+    )
 
 
 def _initial_estimate(form: RenderForm):
@@ -135,8 +138,6 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     form = RenderForm(request.POST, request.FILES, user=request.user)
     if not form.is_valid():
         return _form_with_errors(request, form)
-    token = form.cleaned_data.get("client_token")
-    repeated = bool(token) and Render.objects.filter(user=request.user, client_token=token).exists()
     try:
         new = actions.do_submit_render(request.user, form)
     except money.BudgetExceeded as refused:
@@ -148,13 +149,8 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     fresh = RenderForm(
         initial={**form.cleaned_data, "client_token": uuid.uuid4(), "init_image": None, "parent": None}
     )
-    return render_partials(
-        request,
-        # A repeated submit (same client_token) updates its card in place instead of adding a second one.
-        ("studio.html#render", {"render": new, "oob_card": repeated}),
-        ("studio.html#studio-form", _form_context(fresh, estimate=form.estimate(), oob_form=True)),
-        ("studio.html#poller", {"polling": True, "since": poller_since(request), "oob_poller": True}),
-    )
+    form_part = ("studio.html#studio-form", _form_context(fresh, estimate=form.estimate(), oob_form=True))
+    return card_answer(request, new, form_part)
 
 
 def _form_with_errors(request: AuthenticatedHtmxRequest, form: RenderForm) -> HttpResponse:
@@ -165,41 +161,22 @@ def _form_with_errors(request: AuthenticatedHtmxRequest, form: RenderForm) -> Ht
     return reswap(retarget(response, "#studio-form"), "outerHTML")
 
 
-def _now() -> str:
-    return timezone.now().isoformat()
-
-
-def _parse_since(value: str) -> datetime | None:
-    """An aware ISO-8601 timestamp within datetime's range in UTC, else None."""
-    try:
-        since = datetime.fromisoformat(value)
-        return since.astimezone(UTC) if since.tzinfo is not None else None
-    except (ValueError, OverflowError):  # OverflowError: e.g. year 1 at +14:00 is before year 1 in UTC
-        return None
-
-
-def poller_since(request: AuthenticatedHtmxRequest) -> str:
-    """Where a restarted poller resumes: the page's poller's own `since` (sent along), so no change is skipped."""
-    since = _parse_since(request.POST.get("since", ""))
-    now = timezone.now()
-    return (min(since, now) if since else now).isoformat()
-
-
 @login_required
 @require_safe
 def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
-    """One poller per page: the cards that changed since `since`, out of band; 286 once nothing is in flight."""
-    since = _parse_since(request.GET.get("since", ""))
-    if since is None:
+    """One poller per page: the cards new to it and changed on it, out of band; 286 once nothing is in flight."""
+    cursor = Cursor.from_query(request.GET)
+    if cursor is None:
         return HttpResponseBadRequest("since must be an ISO-8601 timestamp with a time zone")
-    now = _now()
+    now = timezone.now()  # before the queries: a change made meanwhile is polled again, never lost
     mine = Render.objects.mine(request.user)
-    changed = list(mine.filter(updated_at__gte=since)[:PAGE_SIZE])
+    new, changed, later = catch_up(cursor, mine, now, PAGE_SIZE)
     in_flight = mine.in_flight().exists()
     response = render_partials(
         request,
-        ("studio.html#poller", {"polling": in_flight, "since": now}),
-        *[("studio.html#render", {"render": item, "oob_card": True}) for item in changed],
+        ("studio.html#poll", {"polling": in_flight, "cursor": later}),
+        ("studio.html#new-renders", {"renders": new}),
+        *[("studio.html#render", {"render": item, "oob_card": "true"}) for item in changed],
     )
     if not in_flight:
         response.status_code = HttpResponseStopPolling.status_code
@@ -215,7 +192,7 @@ def cancel(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
     return render_partials(
         request,
         ("studio.html#render", {"render": outcome.render}),
-        ("studio.html#poller", {"polling": True, "since": poller_since(request), "oob_poller": True}),
+        ("studio.html#poll", {"polling": True, "cursor": request_cursor(request), "oob_poll": True}),
     )
 
 
