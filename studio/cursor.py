@@ -108,9 +108,8 @@ def catch_up(
         changed = changed.filter(created_at__gte=cursor.oldest)
     cards = list(changed[:limit])
     new = [item for item in cards if cursor.is_new(item)]
-    created = {
-        item.pk: item.created_at for item in cards
-    }  # every changed card is on the page after this answer
+    # Every changed card is on the page once this answer is; with the ids it showed, they are what it may show recently.
+    created = {item.pk: item.created_at for item in cards}
     if others := cursor.shown - created.keys():
         created.update(renders.filter(pk__in=others).values_list("pk", "created_at"))
     later = replace(cursor, since=now, floor=max(cursor.floor, now - LAG)).keeping(created)
