@@ -1,6 +1,9 @@
 """The gateway's two models, their parameters and limits, as data: the one place that knows them.
 
 Sources: shared/seeds/000 (sora2, "OpenAI Video" protocol) and 001 (sora-2-pro, tasks API).
+
+Pages take every model fact from here too (labels, the form's hints, limits): templates never spell one out.
+Prices are not here: they come from the live rate card (studio.money, studio.pricing) when a page is drawn.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ SORA2 = "sora2"
 SORA2_PRO = "sora-2-pro"
 
 MAX_PROMPT_CHARS = 4000
+SEED_MAX = 2**32 - 1  # a model that takes a seed takes 0 to 2^32 - 1
 
 # Sora 2 Pro: resolution x aspect ratio -> frame size. 1080p 16:9 is 1920x1080 as usual; the page is silent on
 # the others, so portrait swaps the sides and square uses the short side (README "Assumptions").
@@ -37,7 +41,7 @@ class ModelSpec:
 
     key: str
     label: str
-    tier: str
+    tier: str  # "draft" or "pro": a draft is promoted to the pro model
     protocol: Protocol
     durations: tuple[int, ...]  # allowed whole seconds
     default_duration: int
@@ -50,6 +54,8 @@ class ModelSpec:
     style_presets: tuple[str, ...] = ()
     supports_seed: bool = False
     image_field: str = ""  # the body field carrying the init image
+    short_label: str = ""  # badges and one-line summaries: "Sora 2"
+    pitch: str = ""  # what the form's hint calls the model: "Cheap drafts"
 
     @property
     def min_duration(self) -> int:
@@ -62,6 +68,22 @@ class ModelSpec:
     @property
     def duration_is_range(self) -> bool:
         return self.durations == tuple(range(self.min_duration, self.max_duration + 1))
+
+    @property
+    def durations_text(self) -> str:
+        """The allowed durations as the form's hint says them: "5, 10 or 15 s", "1–20 s"."""
+        if self.duration_is_range:
+            return f"{self.min_duration}–{self.max_duration} s"
+        return f"{_either(map(str, self.durations))} s"
+
+    def hint(self, rate: str) -> str:
+        """The line under the form's model choice. `rate` is the rate card's price as people read it ("$0.10 per
+        second"), shown for a model priced at one rate; a model priced per resolution names its resolutions."""
+        if self.resolutions:
+            return (
+                f"{self.pitch}: {self.durations_text} at {_either(self.resolutions)}, live per-second rate."
+            )
+        return f"{self.pitch}: {rate}, {self.durations_text}."
 
     def frame_size(self, params: dict) -> tuple[int, int]:
         """Width and height of the clip these parameters ask for."""
@@ -92,6 +114,8 @@ MODELS: dict[str, ModelSpec] = {
         sizes=("1280x720", "1920x1080"),
         default_size="1280x720",
         image_field="source_image",
+        short_label="Sora 2",
+        pitch="Cheap drafts",
     ),
     SORA2_PRO: ModelSpec(
         key=SORA2_PRO,
@@ -107,6 +131,8 @@ MODELS: dict[str, ModelSpec] = {
         style_presets=("none", "cinematic", "anime", "documentary"),
         supports_seed=True,
         image_field="image_init",
+        short_label="Sora 2 Pro",
+        pitch="The keeper",
     ),
 }
 
@@ -116,3 +142,14 @@ MODEL_CHOICES = [(spec.key, spec.label) for spec in MODELS.values()]
 def get_model(key: str) -> ModelSpec:
     """The spec of a model key; KeyError for an unknown model."""
     return MODELS[key]
+
+
+def for_tier(tier: str) -> ModelSpec:
+    """The model of a tier ("draft" or "pro"); StopIteration for an unknown tier."""
+    return next(spec for spec in MODELS.values() if spec.tier == tier)
+
+
+def _either(items) -> str:
+    """Items as a sentence offers them: "a", "a or b", "a, b or c"."""
+    items = list(items)
+    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)

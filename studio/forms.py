@@ -15,13 +15,21 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from studio import pricing
 from studio.actions.renders import RenderOrder
-from studio.catalog import MAX_PROMPT_CHARS, MODEL_CHOICES, MODELS, SORA2, SORA2_PRO, ModelSpec, get_model
+from studio.catalog import (
+    MAX_PROMPT_CHARS,
+    MODEL_CHOICES,
+    MODELS,
+    SEED_MAX,
+    SORA2,
+    SORA2_PRO,
+    ModelSpec,
+    get_model,
+)
 from studio.media import MediaError, sniff_image
 from studio.models import Budget, Membership, Render, ReviewState, Role, Team
 from studio.money import ledger
 from studio.text import FORMAT, control_characters
 
-SEED_MAX = 2**32 - 1
 ALL_SIZES = sorted({s for spec in MODELS.values() for s in spec.sizes})
 ALL_RESOLUTIONS = sorted({r for spec in MODELS.values() for r in spec.resolutions})
 ALL_ASPECTS = sorted({a for spec in MODELS.values() for a in spec.aspect_ratios})

@@ -1,5 +1,5 @@
-"""HTMX helpers: the typed request views receive, and rendering several partials into one response (the first is
-the target's, the rest out of band)."""
+"""HTMX helpers: the typed request views receive, rendering several partials into one response (the first is the
+target's, the rest out of band), and the answer that puts a render's card on the studio page."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ from typing import TYPE_CHECKING
 
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django_htmx.middleware import HtmxDetails
+
+from studio.cursor import Cursor
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+
+    from studio.models import Render
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -35,3 +40,22 @@ def render_partials(request: HttpRequest, *parts: tuple[str, dict], status: int 
     """Concatenate `("page.html#partial", context)` renders into one HTML response."""
     html = "".join(render_to_string(name, context, request=request) for name, context in parts)
     return HttpResponse(html, status=status)
+
+
+def request_cursor(request: HttpRequest) -> Cursor:
+    """The cursor of the studio page that sent this request (its poller's inputs ride along), else a fresh one."""
+    sent = Cursor.from_query(request.POST)
+    now = timezone.now()
+    return sent if sent is not None and sent.since <= now else Cursor.fresh(now)
+
+
+def card_answer(request: HttpRequest, item: Render, *also: tuple[str, dict]) -> HttpResponse:
+    """A render's card for the top of the studio page's list (where the request targets it) or, when the page shows
+    it already (a repeated submit), in place; then the `also` partials, and the page's poller restarted."""
+    cursor = request_cursor(request)
+    return render_partials(
+        request,
+        ("studio.html#render", {"render": item, "oob_card": None if cursor.is_new(item) else "true"}),
+        *also,
+        ("studio.html#poll", {"polling": True, "cursor": cursor.adding(item), "oob_poll": True}),
+    )

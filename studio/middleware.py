@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
+from django_htmx.http import HttpResponseClientRedirect
 
 
 class HtmxMessagesMiddleware:
@@ -17,12 +18,16 @@ class HtmxMessagesMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         patch_vary_headers(response, ("HX-Request",))
-        if not getattr(request, "htmx", False) or response.streaming or "HX-Redirect" in response:
+        if not getattr(request, "htmx", False) or response.streaming:
             return response
+        if "HX-Redirect" in response or "HX-Refresh" in response:
+            return (
+                response  # the page is left or reloaded: queued messages wait in the session for the next one
+            )
         if response.status_code in (301, 302, 303) and response.get("Location"):
             # htmx would follow a redirect inside the fragment (e.g. the login page into a card): go there instead.
-            redirect = HttpResponse(status=204)
-            redirect["HX-Redirect"] = response["Location"]
+            redirect = HttpResponseClientRedirect(response["Location"])
+            redirect.status_code = 204  # nothing to swap
             patch_vary_headers(redirect, ("HX-Request",))
             return redirect
         if response.status_code in (204, 286) or not response.get("Content-Type", "").startswith("text/html"):

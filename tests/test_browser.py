@@ -45,28 +45,72 @@ def test_write_a_prompt_see_its_cost_render_and_play_the_clip(logged_in, cluster
     page.screenshot(path=str(tmp_path / "finished.png"))
 
 
-def test_a_card_the_poller_brought_first_is_not_shown_twice(logged_in, owner):
+def running(owner, prompt: str = "A kite over the dunes", **fields):
+    """A render in flight (so the page polls), made as the command line would: not through the page."""
     from decimal import Decimal
+
+    from studio.models import Render, State
+
+    return Render.objects.create(
+        user=owner,
+        model="sora2",
+        prompt=prompt,
+        params={"duration_seconds": 5, "size": "1280x720"},
+        estimated_cost=Decimal("0.5"),
+        rate_per_second=Decimal("0.1"),
+        state=State.RUNNING,
+        **fields,
+    )
+
+
+def record_missing_targets(page) -> None:
+    """Count htmx's complaints about an out-of-band swap whose target is not on the page."""
+    page.evaluate(
+        "() => { window.missingTargets = 0;"
+        " document.body.addEventListener('htmx:oobErrorNoTarget', () => { window.missingTargets += 1; }); }"
+    )
+
+
+def test_a_render_made_elsewhere_arrives_once_on_top_and_then_changes_in_place(logged_in, owner):
+    from django.utils import timezone
 
     from studio.models import Render
 
     page = logged_in
-    render = Render.objects.create(
-        user=owner,
-        model="sora2",
-        prompt="A kite over the dunes",
-        params={"duration_seconds": 5, "size": "1280x720"},
-        estimated_cost=Decimal("0.5"),
-        rate_per_second=Decimal("0.1"),
-    )
+    running(owner, "Already rendering")
     page.reload()
-    card = page.locator(f"#render-{render.pk}")
+    record_missing_targets(page)
+    elsewhere = running(owner, "Sent from the command line", progress=10)
+    card = page.locator(f"#render-{elsewhere.pk}")
+    expect(page.locator(".card").first).to_have_id(f"render-{elsewhere.pk}")  # the poller put it on top
+    Render.objects.filter(pk=elsewhere.pk).update(progress=60, updated_at=timezone.now())
+    expect(card).to_contain_text("Rendering · 60%")
     expect(card).to_have_count(1)
-    # What a submit answer does when the poller already inserted the same card: prepend it again, then swap.
-    page.evaluate(
-        "id => { const list = document.getElementById('render-list');"
-        " list.prepend(document.getElementById(id).cloneNode(true));"
-        " document.dispatchEvent(new CustomEvent('htmx:afterSwap')); }",
-        f"render-{render.pk}",
-    )
-    expect(card).to_have_count(1)
+    expect(page.locator(".card")).to_have_count(2)
+    assert page.evaluate("window.missingTargets") == 0
+
+
+def test_a_submit_while_a_poll_is_in_flight_adds_its_card_once(logged_in, owner):
+    from studio.models import Render
+
+    page = logged_in
+    first = running(owner, "Already rendering")
+    page.reload()
+    record_missing_targets(page)
+    held, submits = [], []
+    page.on("request", lambda request: submits.append(request) if request.url.endswith("/renders/") else None)
+    page.route("**/renders/poll/**", lambda route: held.append(route) if not held else route.continue_())
+    page.wait_for_timeout(1500)  # the next tick's request is held: a poll in flight
+    assert held
+
+    page.fill("#id_prompt", "A red apple rolls slowly across a wooden table")
+    page.click("button:has-text('Render')")
+    page.wait_for_timeout(500)
+    assert submits == []  # the submit waits for the poll in flight (hx-sync on #poller) ...
+    held[0].continue_()  # ... whose answer could not know of the new render
+    expect(page.locator(".card")).to_have_count(2)
+    new = Render.objects.exclude(pk=first.pk).get()
+    page.wait_for_timeout(2500)  # more polls, none of which adds the card again
+    expect(page.locator(f"#render-{new.pk}")).to_have_count(1)
+    expect(page.locator(".card")).to_have_count(2)
+    assert page.evaluate("window.missingTargets") == 0

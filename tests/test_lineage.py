@@ -338,7 +338,7 @@ def test_rerun_creates_an_identical_render_with_a_new_id(owner_client, owner, dr
     assert again.parent_id == draft.pk  # another take of the same promotion stays in its lineage
     html = response.content.decode()
     assert f'id="render-{again.pk}"' in html  # the new card, for the top of "My renders"
-    assert 'id="poller" hx-get=' in html  # polling restarts for it
+    assert 'id="poll" hx-get=' in html  # polling restarts for it
     assert "Re-running exactly: about $2.31" in html  # the toast says what it costs
 
 

@@ -96,9 +96,7 @@ def opening_tag(html: str, element_id: str) -> str:
 
 
 def poller_since(html: str) -> str:
-    return re.search(r'<div id="poller"[^>]*><input type="hidden" name="since" value="([^"]*)"', html).group(
-        1
-    )
+    return re.search(r'<div id="poll"[^>]*><input type="hidden" name="since" value="([^"]*)"', html).group(1)
 
 
 def ago(seconds: float) -> str:
@@ -128,12 +126,12 @@ def test_studio_page_lists_only_my_renders_and_polls_while_one_is_in_flight(owne
     html = owner_client.get("/").content.decode()
     assert f'id="render-{mine.pk}"' in html
     assert str(theirs.pk) not in html
-    assert 'hx-get="/renders/poll/?since=' in opening_tag(html, "poller")
+    assert 'hx-get="/renders/poll/"' in opening_tag(html, "poll")
 
 
 def test_studio_page_does_not_poll_when_nothing_is_in_flight(owner_client, owner):
     make_render(owner, State.COMPLETED)
-    assert "hx-get" not in opening_tag(owner_client.get("/").content.decode(), "poller")
+    assert "hx-get" not in opening_tag(owner_client.get("/").content.decode(), "poll")
 
 
 def test_studio_page_query_count_does_not_grow_with_renders(owner_client, owner):
@@ -229,7 +227,7 @@ def test_submit_returns_the_new_card_a_fresh_form_and_a_live_poller(owner_client
     assert 'hx-swap-oob="true"' in form_tag
     new_token = re.search(r'name="client_token" value="([^"]+)"', html).group(1)
     assert new_token != token and uuid.UUID(new_token)
-    poller = opening_tag(html, "poller")
+    poller = opening_tag(html, "poll")
     assert 'hx-swap-oob="true"' in poller and 'hx-get="/renders/poll/' in poller
     # the restarted poller resumes from the page's poller's `since`, so no change in between is skipped
     assert poller_since(html) == since
@@ -292,13 +290,14 @@ def test_poll_returns_the_cards_changed_since_out_of_band(owner_client, owner, o
     fresh = make_render(owner, State.COMPLETED)
     theirs = make_render(outsider, State.COMPLETED)
     Render.objects.filter(pk=stale.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
-    response = owner_client.get("/renders/poll/", {"since": ago(60)}, **HTMX)
+    cursor = {"since": ago(60), "floor": ago(60), "shown": [str(fresh.pk)]}  # a page that shows `fresh`
+    response = owner_client.get("/renders/poll/", cursor, **HTMX)
     html = response.content.decode()
     assert response.status_code == 200  # one render is still in flight
     assert 'hx-swap-oob="true"' in opening_tag(html, f"render-{fresh.pk}")
     assert str(stale.pk) not in html
     assert str(theirs.pk) not in html
-    assert html.lstrip().startswith('<div id="poller" hx-get=')
+    assert html.lstrip().startswith('<div id="poll" hx-get=')
 
 
 def test_poll_answers_286_and_stops_polling_when_nothing_is_in_flight(owner_client, owner):
@@ -307,7 +306,7 @@ def test_poll_answers_286_and_stops_polling_when_nothing_is_in_flight(owner_clie
     html = response.content.decode()
     assert response.status_code == 286
     assert f'id="render-{done.pk}"' in html  # the last change still arrives
-    assert "hx-get" not in opening_tag(html, "poller")
+    assert "hx-get" not in opening_tag(html, "poll")
 
 
 @pytest.mark.parametrize(
@@ -347,10 +346,12 @@ def test_cancel_fragment_returns_the_cancelled_card_and_a_toast(owner_client, ow
     assert poller_since(html) == since
 
 
-def test_cancel_button_sends_the_pollers_since(owner_client, owner):
+def test_cancel_button_sends_the_pollers_cursor_and_waits_for_a_poll_in_flight(owner_client, owner):
     render = make_render(owner, State.QUEUED)
     html = owner_client.get(f"/renders/{render.pk}/").content.decode()
-    assert re.search(r'<button class="cancel" hx-post="[^"]+"[^>]*hx-include="#poller"', html)
+    assert re.search(
+        r'<button class="cancel" hx-post="[^"]+"[^>]*hx-include="#poll" hx-sync="#poller:queue all"', html
+    )
 
 
 def test_cancelling_a_finished_render_says_it_is_too_late(owner_client, finished):

@@ -11,12 +11,6 @@
     return p ? Math.floor((p.currentTime || 0) * 10) / 10 : 0;
   }
 
-  function clock(seconds) {
-    var tenths = Math.floor(seconds * 10), minutes = Math.floor(tenths / 600), rest = tenths % 600;
-    var whole = Math.floor(rest / 10);
-    return minutes + ":" + (whole < 10 ? "0" : "") + whole + "." + (rest % 10);
-  }
-
   function copyText(text) {
     if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
     // Plain http off localhost has no clipboard API: select the text and copy the old way.
@@ -67,7 +61,7 @@
   document.addEventListener("timeupdate", function (evt) {
     if (evt.target.id !== "player") return;
     var label = document.querySelector("[data-pin-label]");
-    if (label) label.textContent = clock(now());
+    if (label) label.textContent = studio.clipTime(now());  // as the clip_time filter shows it
   }, true);
 
   document.addEventListener("htmx:afterRequest", function (evt) {

@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from studio import cadence, queue
+from studio.formatting import duration_in_words
 from studio.gateway.client import GatewayClient
 from studio.gateway.types import (
     CredentialsRejected,
@@ -88,19 +89,11 @@ def _poll_failed(render: Render, error: GatewayError) -> str:
     return _schedule_next(render, poll_errors=errors, poll_count=F("poll_count") + 1)
 
 
-def _span(seconds: float) -> str:
-    """A duration as people read it: "2 seconds", "60 minutes"."""
-    seconds = int(seconds)
-    if seconds >= 120:
-        return f"{seconds // 60} minutes"
-    return f"{seconds} second{'' if seconds == 1 else 's'}"
-
-
 def _schedule_next(render: Render, to_state: str | None = None, **fields) -> str:
     nxt = _next_poll(render)
     if nxt.pop("stalled", False):
         message = (
-            f"No result after {_span(settings.STUDIO_STALL_AFTER_SECONDS)} at the gateway; "
+            f"No result after {duration_in_words(settings.STUDIO_STALL_AFTER_SECONDS)} at the gateway; "
             "an operator has been alerted. It may still be billed."
         )
         if advance(render.pk, AT_GATEWAY, State.STALLED, error=message, error_code="stalled", **fields):

@@ -1,14 +1,36 @@
-"""Template helpers for the studio's pages."""
+"""Template helpers for the studio's pages: the catalog's models, a form field's error slot, and money, durations and
+moments in a clip as people read them (the formats themselves live in studio.formatting and studio.pricing)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
 
 from django import template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from studio import pricing
+from studio import catalog, formatting, pricing
 
 register = template.Library()
+
+
+@register.filter
+def model_spec(key: str) -> catalog.ModelSpec:
+    """The catalog's model of a key, for its labels and limits: `{{ estimate.model|model_spec }}`."""
+    return catalog.get_model(key)
+
+
+@register.simple_tag
+def tier_model(tier: str) -> catalog.ModelSpec:
+    """The catalog's model of a tier, where a page has no render to ask: `{% tier_model "draft" as draft %}`."""
+    return catalog.for_tier(tier)
+
+
+@register.filter
+def default_rate(spec: catalog.ModelSpec) -> str:
+    """The built-in per-second rate of a model priced at one rate, as people read it: "$0.10/s"."""
+    return pricing.per_second(pricing.RATE_CARD[spec.key][spec.rate_key({})])
 
 
 @register.simple_tag
@@ -30,8 +52,27 @@ def per_second(rate) -> str:
 
 
 @register.filter
-def short_duration(value) -> str:
-    """A timedelta as the cards' ticking clock shows it: "8 s", "2 min 05 s"."""
-    seconds = max(0, round(value.total_seconds())) if value is not None else 0
-    minutes, seconds = divmod(seconds, 60)
-    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+def signed_dollars(amount: Decimal | None) -> str:
+    """A difference in dollars with its sign: "+$0.02", "−$0.10", "$0.00"."""
+    if amount is None:
+        return "—"
+    sign = "+" if amount > 0 else "−" if amount < 0 else ""
+    return f"{sign}${abs(amount):.2f}"
+
+
+@register.filter
+def span(delta: timedelta | None) -> str:
+    """A duration as people read it: "42 s", "3 min 05 s", "1 h 02 min"; "—" for none."""
+    return "—" if delta is None else formatting.duration(delta.total_seconds())
+
+
+@register.filter
+def short_duration(delta: timedelta | None) -> str:
+    """A card's elapsed time as its ticking clock shows it (app.js): "8 s", "2 min 05 s", "65 min 00 s"."""
+    return formatting.duration(delta.total_seconds() if delta is not None else 0, hours=False)
+
+
+@register.filter
+def clip_time(seconds) -> str:
+    """A moment in a clip: 12.34 -> "0:12.3"."""
+    return "" if seconds is None else formatting.clip_time(seconds)

@@ -24,10 +24,9 @@ from django_htmx.http import HttpResponseClientRedirect
 from studio import access, pricing
 from studio.actions.renders import RerunOutcome, do_rerun_render
 from studio.forms import RerunRefused, rerun_order
-from studio.htmx import AuthenticatedHtmxRequest, render_partials
+from studio.htmx import AuthenticatedHtmxRequest, card_answer
 from studio.models import Render
 from studio.money import ledger
-from studio.views.studio import poller_since
 
 MAX_DEPTH = 5  # promotions are one level deep (a parent is always a draft); this bounds a corrupt chain
 
@@ -104,11 +103,7 @@ def rerun(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespon
     if (
         request.htmx and request.htmx.target == "render-list"
     ):  # the studio's own card: add the new card on top
-        return render_partials(
-            request,
-            ("studio.html#render-card", {"render": outcome.render}),
-            ("studio.html#poller", {"polling": True, "since": poller_since(request), "oob_poller": True}),
-        )
+        return card_answer(request, outcome.render)
     if request.htmx:
         return HttpResponseClientRedirect(reverse("studio"))
     return redirect("studio")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from django.contrib import messages
@@ -12,19 +11,19 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
-from django_htmx.http import HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling, reswap, retarget
 
-from studio import access
+from studio import access, catalog, pricing
 from studio.actions.renders import do_cancel_render, do_submit_render
-from studio.catalog import MODELS, SORA2, SORA2_PRO
+from studio.catalog import MODELS, SORA2
+from studio.cursor import Cursor, catch_up
 from studio.forms import RenderForm
-from studio.htmx import AuthenticatedHtmxRequest, render_partials
+from studio.htmx import AuthenticatedHtmxRequest, card_answer, render_partials, request_cursor
 from studio.models import Render
 from studio.money import ledger
 from studio.ranged import ranged_file_response
 
 PAGE_SIZE = 50
-SPECS = {"sora2": MODELS[SORA2], "pro": MODELS[SORA2_PRO]}
 ERROR_FIELDS = [
     "model",
     "prompt",
@@ -42,16 +41,41 @@ def _form_context(form: RenderForm, **extra) -> dict:
     return {
         "form": form,
         "estimate": form.estimate() if form.is_bound else _initial_estimate(form),
-        "specs": SPECS,
+        **_catalog_context(),
         **extra,
     }
 
 
+def _catalog_context() -> dict:
+    """What the form shows of the catalog, read when it is drawn: each tier's model, the limits, the hints."""
+    return {
+        "specs": {"draft": catalog.for_tier("draft"), "pro": catalog.for_tier("pro")},
+        "max_prompt_chars": catalog.MAX_PROMPT_CHARS,
+        "seed_max": catalog.SEED_MAX,
+        "model_hints": _model_hints,  # called by the template: the rate card is read only where hints are shown
+    }
+
+
+def _model_hints() -> list[tuple[str, str]]:
+    """Each model's key and the hint under the form's model choice, with the rate card's price of today."""
+    card = ledger.rate_card()
+    hints = []
+    for spec in MODELS.values():
+        rate = pricing.per_second(card[spec.key][spec.rate_key({})])  # "$0.10/s": a sentence spells it out
+        hints.append((spec.key, spec.hint(rate.removesuffix("/s") + " per second")))
+    return hints
+
+
 def _studio_context(request: AuthenticatedHtmxRequest, form: RenderForm | None = None) -> dict:
     form = form or RenderForm(initial={"client_token": uuid.uuid4(), "model": SORA2})
-    since = _now()  # before the query: a card changed while the page renders is polled again, never lost
+    now = (
+        timezone.now()
+    )  # before the query: a card changed while the page renders is polled again, never lost
     renders = list(Render.objects.mine(request.user)[:PAGE_SIZE])
-    return _form_context(form, renders=renders, polling=any(not r.is_terminal for r in renders), since=since)
+    cursor = Cursor.for_page(now, renders, full=len(renders) == PAGE_SIZE)
+    return _form_context(
+        form, renders=renders, polling=any(not r.is_terminal for r in renders), cursor=cursor
+    )
 
 
 def _initial_estimate(form: RenderForm):
@@ -116,8 +140,6 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     form = RenderForm(request.POST, request.FILES, user=request.user)
     if not form.is_valid():
         return _form_with_errors(request, form)
-    token = form.cleaned_data.get("client_token")
-    repeated = bool(token) and Render.objects.filter(user=request.user, client_token=token).exists()
     try:
         new = do_submit_render(request.user, form.order())
     except ledger.BudgetExceeded as refused:
@@ -129,13 +151,8 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     fresh = RenderForm(
         initial={**form.cleaned_data, "client_token": uuid.uuid4(), "init_image": None, "parent": None}
     )
-    return render_partials(
-        request,
-        # A repeated submit (same client_token) updates its card in place instead of adding a second one.
-        ("studio.html#render-card", {"render": new, "oob_card": repeated}),
-        ("studio.html#studio-form", _form_context(fresh, estimate=form.estimate(), oob_form=True)),
-        ("studio.html#poller", {"polling": True, "since": poller_since(request), "oob_poller": True}),
-    )
+    form_part = ("studio.html#studio-form", _form_context(fresh, estimate=form.estimate(), oob_form=True))
+    return card_answer(request, new, form_part)
 
 
 def _form_with_errors(request: AuthenticatedHtmxRequest, form: RenderForm) -> HttpResponse:
@@ -143,46 +160,25 @@ def _form_with_errors(request: AuthenticatedHtmxRequest, form: RenderForm) -> Ht
     if not request.htmx:
         return render(request, "studio.html", _studio_context(request, form), status=400)
     response = render(request, "studio.html#studio-form", _form_context(form))
-    response["HX-Retarget"] = "#studio-form"
-    response["HX-Reswap"] = "outerHTML"
-    return response
-
-
-def _now() -> str:
-    return timezone.now().isoformat()
-
-
-def _parse_since(value: str) -> datetime | None:
-    """An aware ISO-8601 timestamp within datetime's range in UTC, else None."""
-    try:
-        since = datetime.fromisoformat(value)
-        return since.astimezone(UTC) if since.tzinfo is not None else None
-    except (ValueError, OverflowError):  # OverflowError: e.g. year 1 at +14:00 is before year 1 in UTC
-        return None
-
-
-def poller_since(request: AuthenticatedHtmxRequest) -> str:
-    """Where a restarted poller resumes: the page's poller's own `since` (sent along), so no change is skipped."""
-    since = _parse_since(request.POST.get("since", ""))
-    now = timezone.now()
-    return (min(since, now) if since else now).isoformat()
+    return reswap(retarget(response, "#studio-form"), "outerHTML")
 
 
 @login_required
 @require_safe
 def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
-    """One poller per page: the cards that changed since `since`, out of band; 286 once nothing is in flight."""
-    since = _parse_since(request.GET.get("since", ""))
-    if since is None:
+    """One poller per page: the cards new to it and changed on it, out of band; 286 once nothing is in flight."""
+    cursor = Cursor.from_query(request.GET)
+    if cursor is None:
         return HttpResponseBadRequest("since must be an ISO-8601 timestamp with a time zone")
-    now = _now()
+    now = timezone.now()  # before the queries: a change made meanwhile is polled again, never lost
     mine = Render.objects.mine(request.user)
-    changed = list(mine.filter(updated_at__gte=since)[:PAGE_SIZE])
+    new, changed, later = catch_up(cursor, mine, now, PAGE_SIZE)
     in_flight = mine.in_flight().exists()
     response = render_partials(
         request,
-        ("studio.html#poller", {"polling": in_flight, "since": now}),
-        *[("studio.html#render-card", {"render": item, "oob_card": True}) for item in changed],
+        ("studio.html#poll", {"polling": in_flight, "cursor": later}),
+        ("studio.html#new-renders", {"renders": new}),
+        *[("studio.html#render", {"render": item, "oob_card": "true"}) for item in changed],
     )
     if not in_flight:
         response.status_code = HttpResponseStopPolling.status_code
@@ -197,8 +193,8 @@ def cancel(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
     messages.info(request, outcome.message)
     return render_partials(
         request,
-        ("studio.html#render-card", {"render": outcome.render}),
-        ("studio.html#poller", {"polling": True, "since": poller_since(request), "oob_poller": True}),
+        ("studio.html#render", {"render": outcome.render}),
+        ("studio.html#poll", {"polling": True, "cursor": request_cursor(request), "oob_poll": True}),
     )
 
 
@@ -207,7 +203,7 @@ def cancel(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
 def card(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """One render's card."""
     item = access.get_render_for_user(request.user, render_id)
-    return render(request, "studio.html#render-card", {"render": item})
+    return render(request, "studio.html#render", {"render": item})
 
 
 @login_required

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh, reswap, retarget
 
 from studio import access
 from studio.actions.teams import (
@@ -116,9 +116,7 @@ def member_add(request: AuthenticatedHtmxRequest, team_id: uuid.UUID) -> HttpRes
         if not request.htmx:
             return render(request, "team.html", _team_context(team, me, form), status=400)
         response = render(request, "team.html#member-form", _team_context(team, me, form))
-        response["HX-Retarget"] = "#member-form"
-        response["HX-Reswap"] = "outerHTML"
-        return response
+        return reswap(retarget(response, "#member-form"), "outerHTML")
     messages.success(
         request, f"{added.user.get_username()} joined {team.name} as {added.get_role_display()}."
     )
@@ -178,9 +176,9 @@ def team_switch(request: AuthenticatedHtmxRequest) -> HttpResponse:
     do_switch_team(request.user, team)
     messages.info(request, f"New renders go to {team.name}." if team else "New renders are personal.")
     if request.htmx:
-        # 204 + HX-Refresh: the whole page follows the new team; the toast waits in the session for it.
-        response = HttpResponse(status=204)
-        response["HX-Refresh"] = "true"
+        # HX-Refresh: the whole page follows the new team; the toast waits in the session for it.
+        response = HttpResponseClientRefresh()
+        response.status_code = 204  # nothing to swap
         return response
     next_url = request.POST.get("next", "")
     safe = url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure())
