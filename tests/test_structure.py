@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.money.*",
             "studio.gallery",
             "studio.ranged",
+            "studio.cursor",  # which cards a page lacks: the poll and submit answers share it
             "studio.serializers",
         ],
     ),
