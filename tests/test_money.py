@@ -173,6 +173,21 @@ def spent_earlier(team, user, usd: str, when=None, state: str = State.COMPLETED)
     return render
 
 
+def pro_line() -> tuple[Decimal, str | None]:
+    """(rate, source) of the rate card's Sora 2 Pro 720p line, the live rate PRO renders teach (no source while
+    the built-in default stands: a transactional test's flush removes the seeded lines)."""
+    rate = Rate.objects.filter(model="sora-2-pro", rate_key="720p").first()
+    return (rate.usd_per_second, rate.source) if rate else (money.rate_card()["sora-2-pro"]["720p"], None)
+
+
+def teach_the_pro_line(usd: Decimal) -> tuple[Decimal, str | None]:
+    """As if the gateway had since shown another rate: learning from a stale estimate would then show."""
+    Rate.objects.update_or_create(
+        model="sora-2-pro", rate_key="720p", defaults={"usd_per_second": usd, "source": RateSource.GATEWAY}
+    )
+    return pro_line()
+
+
 def status_of(budget_row: Budget) -> tuple[Decimal, Decimal, Decimal]:
     """(used, held, left) of a budget this month."""
     status = money.budget_status(budget_row)
@@ -207,8 +222,10 @@ def test_a_completed_render_settles_what_the_gateway_billed_not_the_estimate(
     assert ledger(render) == [(HOLD, estimate), (SETTLE, billed)]
 
 
-def test_cancelling_a_running_render_settles_the_seconds_billed(slow_dear, owner, team, queue, api):
-    render = poll_until(sent(owner, api), api, lambda r: r.state == State.RUNNING)
+@pytest.mark.parametrize("fields", [SORA2, PRO], ids=["sora2", "sora-2-pro"])
+def test_cancelling_a_running_render_settles_the_seconds_billed(slow_dear, owner, team, queue, api, fields):
+    render = poll_until(sent(owner, api, **fields), api, lambda r: r.state == State.RUNNING)
+    card_before = pro_line()
 
     do_cancel_render(render)
     steps = [lifecycle.poll_step(render.pk, api) for _ in range(2)]
@@ -218,9 +235,9 @@ def test_cancelling_a_running_render_settles_the_seconds_billed(slow_dear, owner
     assert steps == ["cancelled", "skipped"]
     assert render.state == State.CANCELLED
     assert 0 < billed < render.estimated_cost
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed)]
+    assert ledger(render) == [(HOLD, render.estimated_cost), (SETTLE, billed)]
     assert money.settle(render.pk) == "already"
-    assert money.rate_card()["sora2"]["any"] == Decimal("0.10")  # a partial bill teaches the card nothing
+    assert pro_line() == card_before  # a partial bill teaches the live rate nothing
 
 
 def test_cancelling_a_queued_render_releases_its_hold(slow_dear, owner, team, queue, api):
@@ -346,14 +363,20 @@ def test_a_render_billed_whose_download_failed_settles_the_bill(dear, owner, tea
     assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed_by(dear, render))]
 
 
-def test_a_completed_render_whose_bill_was_not_reported_settles_the_estimate(dear, owner, team, queue, api):
-    """Sora 2's poll does not document `credits`: a clip the gateway made was billed, never free."""
+class Unreported(GatewayClient):
+    """A gateway whose poll reports no bill (Sora 2's poll does not document `credits`)."""
 
-    class Unreported(GatewayClient):
-        def poll(self, model, task_id):
-            return dataclasses.replace(super().poll(model, task_id), billed_credits=None)
+    def poll(self, model, task_id):
+        return dataclasses.replace(super().poll(model, task_id), billed_credits=None)
 
-    render = sent(owner, api)
+
+@pytest.mark.parametrize("fields", [SORA2, PRO], ids=["sora2", "sora-2-pro"])
+def test_a_completed_render_whose_bill_was_not_reported_settles_the_estimate(
+    dear, owner, team, queue, api, fields
+):
+    """A clip the gateway made was billed, never free."""
+    render = sent(owner, api, **fields)
+    learned_since = teach_the_pro_line(Decimal("0.2"))  # other renders taught it since this one was quoted
     with Unreported() as client:
         render = poll_until(render, client, lambda r: r.state not in AT_GATEWAY)
 
@@ -361,9 +384,32 @@ def test_a_completed_render_whose_bill_was_not_reported_settles_the_estimate(dea
 
     render = fresh(render)
     assert render.state == State.COMPLETED and render.billed_cost is None
+    assert ledger(render) == [(HOLD, render.estimated_cost), (SETTLE, render.estimated_cost)]
+    assert LedgerEntry.objects.get(render=render, kind=SETTLE).note == money.UNREPORTED
+    assert pro_line() == learned_since  # an estimate teaches the live rate nothing
+
+
+@pytest.mark.parametrize("ending", [State.EXPIRED, State.FAILED], ids=["expired", "download-failed-for-good"])
+def test_a_clip_made_but_never_downloaded_settles_the_estimate_when_no_bill_was_reported(
+    dear, owner, team, queue, api, ending
+):
+    """The README: a render that expired before its download was billed all the same; so was one whose download
+    failed for good. With no bill reported, the estimate is settled, as for a completed render."""
+    render = sent(owner, api)
+    if ending == State.EXPIRED:
+        dear.expire_results()
+    with Unreported() as client:
+        render = poll_until(render, client, lambda r: r.state not in AT_GATEWAY)
+    if ending == State.FAILED:
+        dear.add_fault("result", kind="redirect", location="http://cdn.example.com/clip.mp4")
+    assert render.state == State.DOWNLOADING
+
+    assert [lifecycle.download_step(render.pk) for _ in range(2)] == [str(ending), "skipped"]
+
+    render = fresh(render)
+    assert render.state == ending and render.billed_cost is None
     assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, Decimal("0.50"))]
     assert LedgerEntry.objects.get(render=render, kind=SETTLE).note == money.UNREPORTED
-    assert money.rate_card()["sora2"]["any"] == Decimal("0.10")  # an estimate teaches the card nothing
 
 
 def test_a_crash_between_the_bill_and_the_settle_is_settled_once_by_the_sweep(
