@@ -13,20 +13,45 @@ gives anyone else a role.
 
 from __future__ import annotations
 
+import importlib
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.apps import apps
 from django.test import Client
 from django.utils.text import slugify
+from django_q.models import Schedule
 
-from studio.models import Membership, Render, Role, State, Team
+from studio.models import Membership, Rate, Render, Role, State, Team
 
 PROMPT = "A red apple rolls slowly across a wooden table"
 PARAMS = {
     "sora2": {"duration_seconds": 5, "size": "1280x720"},
     "sora-2-pro": {"duration_seconds": 8, "resolution": "1080p", "aspect_ratio": "16:9"},
 }
+
+
+# --- the database as the migrations leave it ----------------------------------------------------------------
+
+
+SEEDS = [("0002_sweep_schedule", "create_schedule"), ("0004_money", "seed_rate_card")]
+
+
+@pytest.fixture(autouse=True)
+def migrated_seeds(request) -> None:
+    """Every database test starts with what the migrations seed: the rate card and the sweep schedule.
+
+    A transactional test ends with a flush that empties every table; pytest-django runs those tests last for
+    that reason, but in a shuffled order (`--random-order`, issue 13) a database test can come next.
+    """
+    if "_django_db_helper" not in request.fixturenames and not request.node.get_closest_marker("django_db"):
+        return  # no database for this test
+    request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
+    if Rate.objects.exists() and Schedule.objects.filter(name="studio-sweep").exists():
+        return
+    for migration, seed in SEEDS:
+        getattr(importlib.import_module(f"studio.migrations.{migration}"), seed)(apps, None)
 
 
 # --- people ----------------------------------------------------------------------------------------------------
