@@ -45,6 +45,7 @@ def migrated_seeds(request) -> None:
     A transactional test ends with a flush that empties every table; pytest-django runs those tests last for
     that reason, but in a shuffled order (`--random-order`, issue 13) a database test can come next.
     """
+    # `_django_db_helper` is what pytest-django's db, transactional_db and live_server fixtures stand on.
     if "_django_db_helper" not in request.fixturenames and not request.node.get_closest_marker("django_db"):
         return  # no database for this test
     request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
