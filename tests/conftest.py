@@ -1,4 +1,6 @@
-"""Shared fixtures: people with roles, the gateway emulator, a queue drainer, and the loopback guard."""
+"""The test machinery: the loopback guard, services, the gateway emulator, a queue drainer, a real cluster and
+Chromium. People with roles, renders and media are in tests/fixtures.py, the routes and the world of the access
+and request matrices in tests/matrix.py: both are loaded here, once, for every test file."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from studio.bootstrap import prepare_data_dir
 prepare_data_dir()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
 django.setup()
+pytest_plugins = ["tests.fixtures", "tests.matrix"]
 
 SCALED_OUT = os.environ.get("STUDIO_SCALED_OUT") == "1"
 # In CI a test that would skip for a missing service (PostgreSQL, Redis, Chromium) fails instead.
@@ -117,42 +120,6 @@ def gateway(emulator, settings, tmp_path):
     settings.STUDIO_POLL_SCALE = 0.02
     yield emulator
     emulator.clear_faults()
-
-
-# --- people --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def make_user(django_user_model):
-    def make(username: str, **extra):
-        return django_user_model.objects.create_user(username=username, password="pw-" + username, **extra)
-
-    return make
-
-
-@pytest.fixture
-def owner(make_user):
-    return make_user("olivia")
-
-
-@pytest.fixture
-def outsider(make_user):
-    return make_user("oscar")
-
-
-@pytest.fixture
-def owner_client(client, owner):
-    client.force_login(owner)
-    return client
-
-
-@pytest.fixture
-def outsider_client(outsider):
-    from django.test import Client
-
-    other = Client()
-    other.force_login(outsider)
-    return other
 
 
 HTMX = {"HTTP_HX_REQUEST": "true"}

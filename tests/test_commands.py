@@ -17,6 +17,7 @@ from django.db import connections
 from PIL import Image
 
 from studio.models import Render, State
+from tests.fixtures import make_render
 
 PROMPT = "A red apple rolls slowly across a wooden table"
 
@@ -227,19 +228,6 @@ def test_render_wait_gives_up_after_its_timeout(owner):
 # --- renders ----------------------------------------------------------------------------------------------
 
 
-def make_render(user, state=State.PENDING, **fields) -> Render:
-    return Render.objects.create(
-        user=user,
-        model="sora2",
-        prompt=fields.pop("prompt", PROMPT),
-        params={"duration_seconds": 5, "size": "1280x720"},
-        estimated_cost=Decimal("0.5000"),
-        rate_per_second=Decimal("0.100000"),
-        state=state,
-        **fields,
-    )
-
-
 def test_renders_json_lists_every_render_with_its_facts(owner, outsider, settings):
     done = make_render(
         owner,
@@ -266,8 +254,8 @@ def test_renders_json_lists_every_render_with_its_facts(owner, outsider, setting
 
 
 def test_renders_user_filters(owner, outsider):
-    mine = make_render(owner)
-    make_render(outsider)
+    mine = make_render(owner, State.PENDING)
+    make_render(outsider, State.PENDING)
     assert [row["id"] for row in json.loads(run("renders", "--user", "olivia", "--json"))] == [str(mine.pk)]
 
 
@@ -277,7 +265,7 @@ def test_renders_for_an_unknown_user_fails(db):
 
 
 def test_renders_table_is_one_line_per_render(owner):
-    make_render(owner, prompt="first line\nsecond line")
+    make_render(owner, State.PENDING, prompt="first line\nsecond line")
     make_render(owner, State.COMPLETED, billed_cost=Decimal("0.25"))
     lines = run("renders").splitlines()
     assert len(lines) == 2

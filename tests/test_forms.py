@@ -221,12 +221,6 @@ def test_newlines_and_tabs_are_kept_and_the_ends_trimmed():
 # --- init images ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return tmp_path / "media"
-
-
 @pytest.mark.parametrize(("fmt", "ext"), [("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp")])
 def test_png_jpeg_and_webp_are_stored_as_init_with_their_real_type(db, owner, media, fmt, ext):
     form = bound(sora2(), upload("holiday.bin", image_bytes(fmt), "application/octet-stream"))

@@ -15,8 +15,10 @@ from django.utils import timezone
 
 from studio.actions.gallery import do_add_tag
 from studio.gallery import PAGE_SIZE
-from studio.models import Membership, Profile, Render, ReviewState, Role, Star, State, Tag, Team
+from studio.models import Membership, Profile, Render, ReviewState, Star, State, Tag, Team
+from tests import fixtures
 from tests.conftest import make_clip
+from tests.fixtures import client_for
 
 GALLERY = "/gallery/"
 CARD = re.compile(r'id="clip-([0-9a-f-]{36})"')
@@ -24,19 +26,12 @@ NEXT = re.compile(r'class="sentinel" hx-get="([^"]+)"')
 _clock = [timezone.now() - timedelta(days=1)]
 
 
-def make_render(user, prompt="A red apple rolls across a table", **fields) -> Render:
-    """A finished Sora 2 clip in the author's team (if any); each new one is a second newer than the last."""
+def make_render(author, **fields) -> Render:
+    """The shared finished clip, but in the author's team (if any) and a second newer than the last one made
+    here: the gallery orders by creation, and these tests need one answer for "newest first"."""
     _clock[0] += timedelta(seconds=1)
-    defaults = {
-        "model": "sora2",
-        "params": {"duration_seconds": 5, "size": "1280x720"},
-        "estimated_cost": Decimal("0.5000"),
-        "rate_per_second": Decimal("0.100000"),
-        "state": State.COMPLETED,
-        "created_at": _clock[0],
-        "team": Team.objects.filter(memberships__user=user).first(),
-    }
-    return Render.objects.create(user=user, prompt=prompt, **{**defaults, **fields})
+    team = Team.objects.filter(memberships__user=author).first()
+    return fixtures.make_render(author, **{"team": team, "created_at": _clock[0], **fields})
 
 
 def ids(response) -> list[str]:
@@ -49,31 +44,16 @@ def next_url(response) -> str | None:
 
 
 @pytest.fixture
-def team(owner):
-    team = Team.objects.create(name="Spring <i>launch</i>", slug="spring")
-    Membership.objects.create(team=team, user=owner, role=Role.MEMBER)
+def team_name() -> str:
+    """Shown on every gallery page: `test_team_name_is_escaped` checks it."""
+    return "Spring <i>launch</i>"
+
+
+@pytest.fixture
+def team(team, owner) -> Team:
+    """Olivia's team, picked in her switcher (the query counts below read her profile)."""
     Profile.objects.create(user=owner, active_team=team)
     return team
-
-
-@pytest.fixture
-def teammate(team, make_user):
-    tess = make_user("tess")
-    Membership.objects.create(team=team, user=tess, role=Role.MEMBER)
-    return tess
-
-
-@pytest.fixture
-def reviewer(team, make_user):
-    rita = make_user("rita")
-    Membership.objects.create(team=team, user=rita, role=Role.REVIEWER)
-    return rita
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 # --- scopes ---------------------------------------------------------------------------------------------------
@@ -83,15 +63,15 @@ def test_team_gallery_shows_teammates_shared_clips_but_not_private_ones_or_outsi
     owner_client, owner, teammate, outsider
 ):
     mine = make_render(owner)
-    shared = make_render(teammate, prompt="Tess shares this")
-    private = make_render(teammate, prompt="Tess keeps this", private=True)
+    shared = make_render(teammate, prompt="Tom shares this")
+    private = make_render(teammate, prompt="Tom keeps this", private=True)
     foreign = make_render(outsider, prompt="Oscar's own")
     response = owner_client.get(GALLERY, {"scope": "team"})
     assert response.status_code == 200
     shown = ids(response)
     assert str(mine.pk) in shown and str(shared.pk) in shown
     assert str(private.pk) not in shown and str(foreign.pk) not in shown
-    assert "Tess keeps this" not in response.content.decode()
+    assert "Tom keeps this" not in response.content.decode()
 
 
 def test_my_renders_are_only_my_own_clips_personal_ones_included(owner_client, owner, teammate, outsider):
@@ -128,10 +108,10 @@ def test_team_name_is_escaped(owner_client, team):
 
 def test_a_member_removed_from_the_team_no_longer_sees_its_clips(owner, teammate, team):
     shared = make_render(owner)
-    tess = client_for(teammate)
-    assert ids(tess.get(GALLERY, {"scope": "team"})) == [str(shared.pk)]
+    tom = client_for(teammate)
+    assert ids(tom.get(GALLERY, {"scope": "team"})) == [str(shared.pk)]
     Membership.objects.filter(user=teammate).delete()
-    assert ids(tess.get(GALLERY, {"scope": "team"})) == []
+    assert ids(tom.get(GALLERY, {"scope": "team"})) == []
 
 
 # --- filters and search ---------------------------------------------------------------------------------------
@@ -149,7 +129,7 @@ def test_only_completed_clips_by_default_and_any_state_on_request(owner_client, 
 def test_author_filter(owner_client, owner, teammate):
     make_render(owner)
     theirs = make_render(teammate)
-    assert ids(owner_client.get(GALLERY, {"author": "tess"})) == [str(theirs.pk)]
+    assert ids(owner_client.get(GALLERY, {"author": "tom"})) == [str(theirs.pk)]
     assert ids(owner_client.get(GALLERY, {"author": "nobody"})) == []
 
 
@@ -167,10 +147,10 @@ def test_review_state_filter(owner_client, owner, team):
 
 def test_starred_filter_is_per_user(owner_client, owner, teammate):
     starred = make_render(teammate)
-    tess_only = make_render(teammate)
+    toms_only = make_render(teammate)
     make_render(teammate)
     Star.objects.create(user=owner, render=starred)
-    Star.objects.create(user=teammate, render=tess_only)
+    Star.objects.create(user=teammate, render=toms_only)
     assert ids(owner_client.get(GALLERY, {"starred": "1"})) == [str(starred.pk)]
     assert len(ids(owner_client.get(GALLERY, {"starred": ""}))) == 3
 
@@ -199,7 +179,7 @@ def test_filters_combine(owner_client, owner, teammate):
         Tag.objects.create(render=item, name="city")
     Star.objects.create(user=owner, render=hit)
     query = {
-        "author": "tess",
+        "author": "tom",
         "q": "neon",
         "review": "approved",
         "tag": "city",
@@ -366,7 +346,7 @@ def test_card_shows_poster_preview_badges_author_duration_and_cost(owner_client,
     assert f'data-preview="{reverse("video", args=[item.pk])}"' in body
     assert f'href="{reverse("detail", args=[item.pk])}"' in body
     assert "&lt;img src=x onerror=alert(1)&gt;" in body and "<img src=x" not in body
-    assert 'data-testid="author">tess<' in body and ">10 s<" in body and ">$1.50<" in body
+    assert 'data-testid="author">tom<' in body and ">10 s<" in body and ">$1.50<" in body
     assert "Sora 2" in body and "Completed" in body and "Needs review" in body
 
 
@@ -491,9 +471,9 @@ def test_outsiders_cannot_star_or_tag_a_clip(outsider_client, owner, team):
 
 def test_teammates_cannot_star_or_tag_a_private_clip(owner, teammate):
     item = make_render(owner, private=True)
-    tess = client_for(teammate)
+    tom = client_for(teammate)
     for url in actions_on(item):
-        assert tess.post(url, {"name": "x"}, **HTMX).status_code == 404, url
+        assert tom.post(url, {"name": "x"}, **HTMX).status_code == 404, url
 
 
 def test_anonymous_users_go_to_login(client, owner, team):

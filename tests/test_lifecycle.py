@@ -8,7 +8,6 @@ the queue with every task run twice, as a redelivering broker would.
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import threading
 import time
@@ -25,6 +24,7 @@ from django.utils import timezone
 from studio.actions.renders import do_cancel_render, do_submit_render
 from studio.forms import RenderForm
 from studio.gateway.client import GatewayClient
+from studio.gateway.types import TaskState
 from studio.lifecycle.download import download_step, render_dir
 from studio.lifecycle.poll import LOST_TASK_AFTER_404S, POLL_ERROR_ALERT_AFTER, poll_step
 from studio.lifecycle.poller import run_poller
@@ -876,46 +876,47 @@ def test_only_one_poller_runs_at_a_time(gateway, owner, queue, api):
     assert not Lease.is_held(POLLER_LEASE)
 
 
-def test_the_poller_keeps_thirty_renders_on_cadence_even_when_one_poll_hangs(
-    gateway, owner, queue, monkeypatch
-):
+def test_one_hanging_poll_does_not_hold_up_the_other_renders(gateway, owner, queue, monkeypatch):
+    """The first poll hangs until the other 29 renders have been polled to completion: a poller that waited for
+    it (polling in line, or joining its threads every tick) would never get there. What is asserted is the order
+    of events, not how long anything took: speed belongs in `make bench`."""
     before = gateway.submissions
     renders = [submit(owner, **{**SHORT_PRO, "prompt": f"Render number {n}"}) for n in range(30)]
     queue.pending()  # the poller sends them all itself
     Render.objects.update(created_at=timezone.now() - timedelta(seconds=11))
-    polled: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    lock = threading.Lock()
+    hung: list[str] = []  # the task whose first poll hangs
+    others_done = threading.Event()  # set once every other task was seen completed
+    released: list[bool] = []  # how the hang ended: True if by the others' progress, False if it timed out
+    polled: dict[str, int] = defaultdict(int)  # polls of each task, counted while the hang lasts
+    completed: set[str] = set()
 
     class Recording(GatewayClient):
         def poll(self, model, task_id):
-            start = time.monotonic()
-            try:
+            with lock:
+                if not hung:
+                    hung.append(task_id)
+            if task_id == hung[0] and not released:
+                released.append(others_done.wait(timeout=30))
                 return super().poll(model, task_id)
-            finally:
-                polled[task_id].append((start, time.monotonic()))
+            status = super().poll(model, task_id)
+            with lock:
+                if task_id != hung[0] and not others_done.is_set():
+                    polled[task_id] += 1
+                    if status.state == TaskState.COMPLETED:
+                        completed.add(task_id)
+                    if len(completed) == len(renders) - 1:
+                        others_done.set()
+            return status
 
     monkeypatch.setattr("studio.lifecycle.transitions.client_factory", Recording)
-    gateway.add_fault("poll", kind="slow", seconds=1.5)
 
-    run = run_poller(max_seconds=30, tick=0.05)
+    run = run_poller(max_seconds=120, tick=0.05)
     queue.run()
 
+    assert released == [True]  # the hang ended because the others finished while it lasted
+    assert len(polled) == len(completed) == 29 and hung[0] not in polled
     assert {fresh(r).state for r in renders} == {State.COMPLETED}
     assert run["submits"] == 30
     assert run["work_left"] is False
     assert gateway.submissions - before == 30
-    assert len(polled) == 30
-    [(hung_task, hung_from, hung_until)] = [
-        (task_id, start, end)
-        for task_id, calls in polled.items()
-        for start, end in calls
-        if end - start > 1.4
-    ]
-    # While one poll hung for 1.5 s, the other renders kept being polled...
-    others = [start for task_id, calls in polled.items() if task_id != hung_task for start, _ in calls]
-    assert len([start for start in others if hung_from < start < hung_until]) >= 20
-    # ...each again within a few ticks of its last answer (the documented 2 s is 40 ms here).
-    waits = [
-        b_start - a_end for calls in polled.values() for (_, a_end), (b_start, _) in itertools.pairwise(calls)
-    ]
-    assert len(waits) >= 60
-    assert max(waits) < 0.75

@@ -6,7 +6,6 @@ import io
 import re
 import uuid
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from conftest import HTMX
@@ -17,40 +16,16 @@ from PIL import Image
 from studio.actions.renders import do_submit_render
 from studio.catalog import MODELS, SORA2_PRO
 from studio.forms import RenderForm, nearest_aspect_ratio, nearest_duration, promotion_initial
-from studio.models import Budget, Membership, Render, Role, State, Team
+from studio.models import Budget, Render, State
+from tests.fixtures import client_for
 
 PROMPT = "A paper boat drifts down a rain gutter, <b>neon</b> reflections"
 PRO = "sora-2-pro"
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return tmp_path / "media"
-
-
-@pytest.fixture
-def team(owner) -> Team:
-    team = Team.objects.create(name="Harbour films", slug="harbour")
-    Membership.objects.create(team=team, user=owner, role=Role.MEMBER)
-    return team
-
-
-@pytest.fixture
-def teammate(make_user, team):
-    """Tom, a member of Olivia's team."""
-    tom = make_user("tom")
-    Membership.objects.create(team=team, user=tom, role=Role.MEMBER)
-    return tom
-
-
 @pytest.fixture
 def teammate_client(teammate):
-    from django.test import Client
-
-    client = Client()
-    client.force_login(teammate)
-    return client
+    return client_for(teammate)
 
 
 def png() -> bytes:

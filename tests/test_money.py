@@ -35,7 +35,6 @@ from studio.models import (
     LedgerEntry,
     LedgerKind,
     Membership,
-    Profile,
     Rate,
     RateSource,
     Render,
@@ -122,23 +121,6 @@ def api(gateway):
         yield client
 
 
-@pytest.fixture
-def acme(owner):
-    """Olivia's team, her active one."""
-    team = Team.objects.create(name="Acme", slug="acme")
-    Membership.objects.create(team=team, user=owner, role=Role.ADMIN)
-    Profile.objects.create(user=owner, active_team=team)
-    return team
-
-
-@pytest.fixture
-def tess(make_user, acme):
-    """Olivia's teammate; her renders go to Acme because it is her only team."""
-    user = make_user("tess")
-    Membership.objects.create(team=acme, user=user, role=Role.MEMBER)
-    return user
-
-
 def form_for(**fields) -> RenderForm:
     form = RenderForm({**SORA2, **fields})
     assert form.is_valid(), form.errors
@@ -196,6 +178,21 @@ def spent_earlier(team, user, usd: str, when=None, state: str = State.COMPLETED)
     return render
 
 
+def pro_line() -> tuple[Decimal, str | None]:
+    """(rate, source) of the rate card's Sora 2 Pro 720p line, the live rate PRO renders teach (no source while
+    the built-in default stands: a transactional test's flush removes the seeded lines)."""
+    rate = Rate.objects.filter(model="sora-2-pro", rate_key="720p").first()
+    return (rate.usd_per_second, rate.source) if rate else (ledger.rate_card()["sora-2-pro"]["720p"], None)
+
+
+def teach_the_pro_line(usd: Decimal) -> tuple[Decimal, str | None]:
+    """As if the gateway had since shown another rate: learning from a stale estimate would then show."""
+    Rate.objects.update_or_create(
+        model="sora-2-pro", rate_key="720p", defaults={"usd_per_second": usd, "source": RateSource.GATEWAY}
+    )
+    return pro_line()
+
+
 def status_of(budget_row: Budget) -> tuple[Decimal, Decimal, Decimal]:
     """(used, held, left) of a budget this month."""
     status = ledger.budget_status(budget_row)
@@ -207,9 +204,9 @@ def status_of(budget_row: Budget) -> tuple[Decimal, Decimal, Decimal]:
 
 @pytest.mark.parametrize("fields", [SORA2, PRO], ids=["sora2", "sora-2-pro"])
 def test_a_completed_render_settles_what_the_gateway_billed_not_the_estimate(
-    dear, owner, acme, queue, fields
+    dear, owner, team, queue, fields
 ):
-    team_budget = budget(acme, "100.00")
+    team_budget = budget(team, "100.00")
     render = submit(owner, **fields)
     estimate = render.estimated_cost
     assert estimate == pricing.estimate(fields["model"], render.params).total
@@ -230,8 +227,10 @@ def test_a_completed_render_settles_what_the_gateway_billed_not_the_estimate(
     assert entries(render) == [(HOLD, estimate), (SETTLE, billed)]
 
 
-def test_cancelling_a_running_render_settles_the_seconds_billed(slow_dear, owner, acme, queue, api):
-    render = poll_until(sent(owner, api), api, lambda r: r.state == State.RUNNING)
+@pytest.mark.parametrize("fields", [SORA2, PRO], ids=["sora2", "sora-2-pro"])
+def test_cancelling_a_running_render_settles_the_seconds_billed(slow_dear, owner, team, queue, api, fields):
+    render = poll_until(sent(owner, api, **fields), api, lambda r: r.state == State.RUNNING)
+    card_before = pro_line()
 
     do_cancel_render(render)
     steps = [poll_step(render.pk, api) for _ in range(2)]
@@ -241,12 +240,12 @@ def test_cancelling_a_running_render_settles_the_seconds_billed(slow_dear, owner
     assert steps == ["cancelled", "skipped"]
     assert render.state == State.CANCELLED
     assert 0 < billed < render.estimated_cost
-    assert entries(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed)]
+    assert ledger(render) == [(HOLD, render.estimated_cost), (SETTLE, billed)]
     assert ledger.settle(render.pk) == "already"
-    assert ledger.rate_card()["sora2"]["any"] == Decimal("0.10")  # a partial bill teaches the card nothing
+    assert pro_line() == card_before  # a partial bill teaches the live rate nothing
 
 
-def test_cancelling_a_queued_render_releases_its_hold(slow_dear, owner, acme, queue, api):
+def test_cancelling_a_queued_render_releases_its_hold(slow_dear, owner, team, queue, api):
     render = sent(owner, api)
     assert render.state == State.QUEUED
 
@@ -259,7 +258,7 @@ def test_cancelling_a_queued_render_releases_its_hold(slow_dear, owner, acme, qu
     assert ledger.settle(render.pk) == "already"
 
 
-def test_cancelling_before_submission_releases_its_hold_and_sends_nothing(dear, owner, acme, queue):
+def test_cancelling_before_submission_releases_its_hold_and_sends_nothing(dear, owner, team, queue):
     before = dear.submissions
     render = submit(owner)
 
@@ -272,7 +271,7 @@ def test_cancelling_before_submission_releases_its_hold_and_sends_nothing(dear, 
     assert dear.submissions == before
 
 
-def test_a_task_that_fails_at_the_gateway_releases_its_hold(dear, owner, acme, queue):
+def test_a_task_that_fails_at_the_gateway_releases_its_hold(dear, owner, team, queue):
     dear.add_fault("task", message="The model could not follow the prompt.")
     render = submit(owner)
 
@@ -291,7 +290,7 @@ def test_a_task_that_fails_at_the_gateway_releases_its_hold(dear, owner, acme, q
     ],
     ids=["blocked-451", "bad-request-400", "wallet-empty-402"],
 )
-def test_a_submission_the_gateway_refuses_releases_its_hold(dear, owner, acme, queue, fault, prompt, code):
+def test_a_submission_the_gateway_refuses_releases_its_hold(dear, owner, team, queue, fault, prompt, code):
     if fault:
         dear.add_fault("submit", **fault)
     render = submit(owner, prompt=prompt)
@@ -304,7 +303,7 @@ def test_a_submission_the_gateway_refuses_releases_its_hold(dear, owner, acme, q
 
 
 def test_a_submission_that_keeps_failing_with_5xx_holds_until_it_gives_up_then_releases(
-    dear, owner, acme, queue, api, settings
+    dear, owner, team, queue, api, settings
 ):
     settings.STUDIO_SUBMIT_MAX_ATTEMPTS = 2
     dear.add_fault("submit", times=2, status=503)
@@ -319,8 +318,8 @@ def test_a_submission_that_keeps_failing_with_5xx_holds_until_it_gives_up_then_r
     assert entries(render) == [(HOLD, Decimal("0.50")), (RELEASE, 0)]
 
 
-def test_a_submission_with_an_unknown_outcome_keeps_holding(dear, owner, acme, queue):
-    team_budget = budget(acme, "5.00")
+def test_a_submission_with_an_unknown_outcome_keeps_holding(dear, owner, team, queue):
+    team_budget = budget(team, "5.00")
     dear.add_fault("submit", kind="drop")
     render = submit(owner)
 
@@ -333,7 +332,7 @@ def test_a_submission_with_an_unknown_outcome_keeps_holding(dear, owner, acme, q
     assert status_of(team_budget) == (0, Decimal("0.50"), Decimal("4.50"))
 
 
-def test_a_stalled_render_keeps_holding(dear, owner, acme, queue, api, settings):
+def test_a_stalled_render_keeps_holding(dear, owner, team, queue, api, settings):
     settings.STUDIO_STALL_AFTER_SECONDS = 2  # 40 ms at the test's poll scale
     render = sent(owner, api)
     time.sleep(0.06)
@@ -346,7 +345,7 @@ def test_a_stalled_render_keeps_holding(dear, owner, acme, queue, api, settings)
     assert entries(render) == [(HOLD, Decimal("0.50"))]
 
 
-def test_a_render_billed_but_expired_before_its_download_settles_the_bill(dear, owner, acme, queue, api):
+def test_a_render_billed_but_expired_before_its_download_settles_the_bill(dear, owner, team, queue, api):
     render = sent(owner, api)
     dear.expire_results()
     render = poll_until(render, api, lambda r: r.state not in AT_GATEWAY)
@@ -359,7 +358,7 @@ def test_a_render_billed_but_expired_before_its_download_settles_the_bill(dear, 
     assert entries(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed_by(dear, render))]
 
 
-def test_a_render_billed_whose_download_failed_settles_the_bill(dear, owner, acme, queue, api):
+def test_a_render_billed_whose_download_failed_settles_the_bill(dear, owner, team, queue, api):
     render = poll_until(sent(owner, api), api, lambda r: r.state not in AT_GATEWAY)
     dear.add_fault("result", kind="redirect", location="http://cdn.example.com/clip.mp4")
 
@@ -369,14 +368,20 @@ def test_a_render_billed_whose_download_failed_settles_the_bill(dear, owner, acm
     assert entries(render) == [(HOLD, Decimal("0.50")), (SETTLE, billed_by(dear, render))]
 
 
-def test_a_completed_render_whose_bill_was_not_reported_settles_the_estimate(dear, owner, acme, queue, api):
-    """Sora 2's poll does not document `credits`: a clip the gateway made was billed, never free."""
+class Unreported(GatewayClient):
+    """A gateway whose poll reports no bill (Sora 2's poll does not document `credits`)."""
 
-    class Unreported(GatewayClient):
-        def poll(self, model, task_id):
-            return dataclasses.replace(super().poll(model, task_id), billed_credits=None)
+    def poll(self, model, task_id):
+        return dataclasses.replace(super().poll(model, task_id), billed_credits=None)
 
-    render = sent(owner, api)
+
+@pytest.mark.parametrize("fields", [SORA2, PRO], ids=["sora2", "sora-2-pro"])
+def test_a_completed_render_whose_bill_was_not_reported_settles_the_estimate(
+    dear, owner, team, queue, api, fields
+):
+    """A clip the gateway made was billed, never free."""
+    render = sent(owner, api, **fields)
+    learned_since = teach_the_pro_line(Decimal("0.2"))  # other renders taught it since this one was quoted
     with Unreported() as client:
         render = poll_until(render, client, lambda r: r.state not in AT_GATEWAY)
 
@@ -384,13 +389,36 @@ def test_a_completed_render_whose_bill_was_not_reported_settles_the_estimate(dea
 
     render = fresh(render)
     assert render.state == State.COMPLETED and render.billed_cost is None
-    assert entries(render) == [(HOLD, Decimal("0.50")), (SETTLE, Decimal("0.50"))]
+    assert ledger(render) == [(HOLD, render.estimated_cost), (SETTLE, render.estimated_cost)]
     assert LedgerEntry.objects.get(render=render, kind=SETTLE).note == ledger.UNREPORTED
-    assert ledger.rate_card()["sora2"]["any"] == Decimal("0.10")  # an estimate teaches the card nothing
+    assert pro_line() == learned_since  # an estimate teaches the live rate nothing
+
+
+@pytest.mark.parametrize("ending", [State.EXPIRED, State.FAILED], ids=["expired", "download-failed-for-good"])
+def test_a_clip_made_but_never_downloaded_settles_the_estimate_when_no_bill_was_reported(
+    dear, owner, team, queue, api, ending
+):
+    """The README: a render that expired before its download was billed all the same; so was one whose download
+    failed for good. With no bill reported, the estimate is settled, as for a completed render."""
+    render = sent(owner, api)
+    if ending == State.EXPIRED:
+        dear.expire_results()
+    with Unreported() as client:
+        render = poll_until(render, client, lambda r: r.state not in AT_GATEWAY)
+    if ending == State.FAILED:
+        dear.add_fault("result", kind="redirect", location="http://cdn.example.com/clip.mp4")
+    assert render.state == State.DOWNLOADING
+
+    assert [download_step(render.pk) for _ in range(2)] == [str(ending), "skipped"]
+
+    render = fresh(render)
+    assert render.state == ending and render.billed_cost is None
+    assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, Decimal("0.50"))]
+    assert LedgerEntry.objects.get(render=render, kind=SETTLE).note == ledger.UNREPORTED
 
 
 def test_a_crash_between_the_bill_and_the_settle_is_settled_once_by_the_sweep(
-    dear, owner, acme, queue, monkeypatch
+    dear, owner, team, queue, monkeypatch
 ):
     real_settle = ledger.settle
     crashes = []
@@ -440,7 +468,7 @@ def test_a_render_without_a_hold_is_never_settled(db, owner):
 
 
 @pytest.fixture
-def held(db, owner, acme) -> Render:
+def held(db, owner, team) -> Render:
     return submit(owner)
 
 
@@ -507,8 +535,8 @@ def test_the_database_refuses_a_negative_amount(held):
 # --- budgets -------------------------------------------------------------------------------------------------
 
 
-def test_a_submit_over_the_team_budget_is_refused_before_anything_is_sent(gateway, owner, acme, queue):
-    team_budget = budget(acme, "1.20")
+def test_a_submit_over_the_team_budget_is_refused_before_anything_is_sent(gateway, owner, team, queue):
+    team_budget = budget(team, "1.20")
     first, second = submit(owner), submit(owner, prompt="A second apple")
     queue.pending()  # their submissions are not the point
     before = gateway.submissions
@@ -527,9 +555,11 @@ def test_a_submit_over_the_team_budget_is_refused_before_anything_is_sent(gatewa
     assert status_of(team_budget) == (0, Decimal("1.00"), Decimal("0.20"))
 
 
-def test_a_submit_over_a_members_budget_is_refused_while_teammates_go_on(gateway, owner, tess, acme, queue):
-    budget(acme, "100.00")
-    budget(acme, "0.60", user=owner)
+def test_a_submit_over_a_members_budget_is_refused_while_teammates_go_on(
+    gateway, owner, teammate, team, queue
+):
+    budget(team, "100.00")
+    budget(team, "0.60", user=owner)
     submit(owner)
 
     with pytest.raises(ledger.BudgetExceeded) as refused:
@@ -537,13 +567,13 @@ def test_a_submit_over_a_members_budget_is_refused_while_teammates_go_on(gateway
 
     assert "only $0.10 is left of your $0.60 monthly budget" in refused.value.message
     assert Render.objects.filter(user=owner).count() == 1
-    assert submit(tess).team == acme  # her own budget is not olivia's
+    assert submit(teammate).team == team  # his own budget is not olivia's
     assert queue.names() == ["submit_render", "submit_render"]
 
 
-def test_a_render_exactly_filling_the_budget_is_accepted(db, owner, acme):
-    budget(acme, "1.00")
-    spent_earlier(acme, owner, "0.50")
+def test_a_render_exactly_filling_the_budget_is_accepted(db, owner, team):
+    budget(team, "1.00")
+    spent_earlier(team, owner, "0.50")
 
     render = submit(owner)
 
@@ -552,8 +582,8 @@ def test_a_render_exactly_filling_the_budget_is_accepted(db, owner, acme):
         submit(owner, prompt="Not one cent more")
 
 
-def test_held_money_counts_against_the_budget_until_released(gateway, owner, acme, queue):
-    team_budget = budget(acme, "1.00")
+def test_held_money_counts_against_the_budget_until_released(gateway, owner, team, queue):
+    team_budget = budget(team, "1.00")
     first, _ = submit(owner), submit(owner, prompt="A second apple")
     with pytest.raises(ledger.BudgetExceeded):
         submit(owner, prompt="A third apple")
@@ -565,8 +595,8 @@ def test_held_money_counts_against_the_budget_until_released(gateway, owner, acm
     assert entries(third) == [(HOLD, Decimal("0.50"))]
 
 
-def test_renders_outside_a_team_are_not_limited_by_its_budgets(db, owner, acme, make_user):
-    budget(acme, "0.00")
+def test_renders_outside_a_team_are_not_limited_by_its_budgets(db, owner, team, make_user):
+    budget(team, "0.00")
     loner = make_user("lou")
 
     render = submit(loner)
@@ -580,10 +610,10 @@ def test_renders_outside_a_team_are_not_limited_by_its_budgets(db, owner, acme, 
 @pytest.mark.parametrize(
     ("months_ago", "accepted"), [(0, False), (1, True)], ids=["this-month", "last-month"]
 )
-def test_a_new_month_starts_the_budget_afresh(db, owner, acme, months_ago, accepted):
-    team_budget = budget(acme, "1.00")
+def test_a_new_month_starts_the_budget_afresh(db, owner, team, months_ago, accepted):
+    team_budget = budget(team, "1.00")
     when = timezone.now() if months_ago == 0 else ledger.month_start() - timedelta(days=1)
-    spent_earlier(acme, owner, "1.00", when=when)
+    spent_earlier(team, owner, "1.00", when=when)
 
     if accepted:
         assert status_of(team_budget) == (0, 0, Decimal("1.00"))
@@ -598,10 +628,10 @@ def test_a_new_month_starts_the_budget_afresh(db, owner, acme, months_ago, accep
 @pytest.mark.parametrize(
     ("state", "held"), [(State.RUNNING, "0.80"), (State.STALLED, "0")], ids=["in-flight", "stuck"]
 )
-def test_last_months_hold_counts_this_month_while_its_render_is_in_flight(db, owner, acme, state, held):
+def test_last_months_hold_counts_this_month_while_its_render_is_in_flight(db, owner, team, state, held):
     """A render submitted on the 31st settles in the new month: its hold must not vanish at midnight."""
-    team_budget = budget(acme, "1.00")
-    spent_earlier(acme, owner, "0.80", when=ledger.month_start() - timedelta(hours=1), state=state)
+    team_budget = budget(team, "1.00")
+    spent_earlier(team, owner, "0.80", when=ledger.month_start() - timedelta(hours=1), state=state)
 
     assert status_of(team_budget) == (0, Decimal(held), 1 - Decimal(held))
     if state == State.RUNNING:
@@ -616,8 +646,8 @@ def test_month_start_is_the_first_instant_of_the_month():
     assert ledger.month_start(now) == now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def test_a_refused_submit_leaves_no_file_behind(db, owner, acme, settings):
-    budget(acme, "0.00")
+def test_a_refused_submit_leaves_no_file_behind(db, owner, team, settings):
+    budget(team, "0.00")
     buf = io.BytesIO()
     Image.new("RGB", (32, 24), "red").save(buf, "PNG")
     form = RenderForm(SORA2, {"init_image": SimpleUploadedFile("apple.png", buf.getvalue(), "image/png")})
@@ -631,7 +661,7 @@ def test_a_refused_submit_leaves_no_file_behind(db, owner, acme, settings):
     assert not renders.exists() or list(renders.iterdir()) == []
 
 
-def test_submitting_into_another_team_is_held_against_that_teams_budget(db, owner, acme):
+def test_submitting_into_another_team_is_held_against_that_teams_budget(db, owner, team):
     other = Team.objects.create(name="Bolt", slug="bolt")
     Membership.objects.create(team=other, user=owner, role=Role.MEMBER)
     budget(other, "0.20")
@@ -643,7 +673,7 @@ def test_submitting_into_another_team_is_held_against_that_teams_budget(db, owne
 # --- the rate card -------------------------------------------------------------------------------------------
 
 
-def test_the_estimate_and_the_hold_come_from_the_rate_card_in_the_database(db, owner, acme):
+def test_the_estimate_and_the_hold_come_from_the_rate_card_in_the_database(db, owner, team):
     Rate.objects.update_or_create(
         model="sora2",
         rate_key="any",
@@ -658,7 +688,7 @@ def test_the_estimate_and_the_hold_come_from_the_rate_card_in_the_database(db, o
     assert entries(render) == [(HOLD, Decimal("0.60"))]
 
 
-def test_a_completed_pro_render_teaches_the_card_the_live_rate(dear, owner, acme, queue):
+def test_a_completed_pro_render_teaches_the_card_the_live_rate(dear, owner, team, queue):
     started = timezone.now()
     render = submit(owner, **PRO)
 
@@ -676,7 +706,7 @@ def test_a_completed_pro_render_teaches_the_card_the_live_rate(dear, owner, acme
     assert ledger.rate_card()["sora-2-pro"]["1080p"] == Decimal("0.23125")  # other lines untouched
 
 
-def test_learning_a_bill_at_the_cards_own_rate_keeps_the_card_exact(gateway, owner, acme, queue):
+def test_learning_a_bill_at_the_cards_own_rate_keeps_the_card_exact(gateway, owner, team, queue):
     """The default gateway bills exactly the card: learning from it must not round the rate."""
     render = submit(owner, **PRO)
 
@@ -688,7 +718,7 @@ def test_learning_a_bill_at_the_cards_own_rate_keeps_the_card_exact(gateway, own
     assert ledger.quote("sora-2-pro", {**PRO_PARAMS, "duration_seconds": 20}).total == Decimal("2.7750")
 
 
-def test_an_admins_rate_is_not_overwritten_but_its_last_sighting_is_recorded(dear, owner, acme, queue):
+def test_an_admins_rate_is_not_overwritten_but_its_last_sighting_is_recorded(dear, owner, team, queue):
     Rate.objects.update_or_create(
         model="sora-2-pro",
         rate_key="720p",
@@ -707,7 +737,7 @@ def test_an_admins_rate_is_not_overwritten_but_its_last_sighting_is_recorded(dea
     assert ledger.quote("sora-2-pro", PRO_PARAMS).total == Decimal("0.40")
 
 
-def test_what_cancelling_costs_uses_the_rate_the_render_was_quoted_at(db, owner, acme):
+def test_what_cancelling_costs_uses_the_rate_the_render_was_quoted_at(db, owner, team):
     Rate.objects.update_or_create(
         model="sora2",
         rate_key="any",

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import transaction
 
 from studio.lifecycle.transitions import advance
-from studio.models import Budget, LedgerEntry, Membership, Rate, Render, Role, State, Team
+from studio.models import Budget, LedgerEntry, Rate, Render, State
 from studio.money import ledger
 
 
@@ -20,13 +20,6 @@ def run(*args) -> str:
     out = io.StringIO()
     call_command("money", *args, stdout=out)
     return out.getvalue()
-
-
-@pytest.fixture
-def team(owner) -> Team:
-    crew = Team.objects.create(name="Crew", slug="crew")
-    Membership.objects.create(team=crew, user=owner, role=Role.ADMIN)
-    return crew
 
 
 def billed_render(owner, team, estimate: str, billed: str) -> Render:
@@ -50,24 +43,24 @@ def billed_render(owner, team, estimate: str, billed: str) -> Render:
 
 @pytest.mark.django_db(transaction=True)
 def test_budget_spend_reconcile_and_ledger_from_the_command_line(owner, team):
-    assert "team Crew: $2.00 a month" in run("budget", "crew", "2")
-    assert "olivia: $1.00 a month" in run("budget", "crew", "1", "--user", "olivia")
+    assert "team Acme: $2.00 a month" in run("budget", "acme", "2")
+    assert "olivia: $1.00 a month" in run("budget", "acme", "1", "--user", "olivia")
     render = billed_render(owner, team, "0.50", "0.60")
 
-    spend = json.loads(run("spend", "crew", "--json"))
+    spend = json.loads(run("spend", "acme", "--json"))
     assert spend["spent"] == "0.6000"
     assert {b["scope"]: b["left"] for b in spend["budgets"]} == {
-        "team Crew's": "1.4000",
+        "team Acme's": "1.4000",
         "olivia's": "0.4000",
     }
 
-    differing = json.loads(run("reconcile", "crew", "--json", "--tolerance", "5"))
+    differing = json.loads(run("reconcile", "acme", "--json", "--tolerance", "5"))
     assert [row["id"] for row in differing["beyond_tolerance"]] == [str(render.pk)]
 
-    rows = list(csv.reader(io.StringIO(run("ledger", "crew"))))
+    rows = list(csv.reader(io.StringIO(run("ledger", "acme"))))
     assert [(row[1], row[2]) for row in rows[1:]] == [("hold", "0.5000"), ("settle", "0.6000")]
 
-    assert "no budget" in run("budget", "crew", "none", "--user", "olivia")
+    assert "no budget" in run("budget", "acme", "none", "--user", "olivia")
     assert Budget.objects.filter(team=team).count() == 1
     assert LedgerEntry.objects.count() == 2
 
@@ -87,11 +80,11 @@ def test_setting_a_rate_marks_it_as_an_admins_and_the_estimate_follows():
     "args",
     [
         ("budget", "nope", "5"),
-        ("budget", "crew", "-5"),
-        ("budget", "crew", "five"),
-        ("budget", "crew", "5", "--user", "stranger"),
-        ("spend", "crew", "--month", "2026-13"),
-        ("reconcile", "crew", "--tolerance", "lots"),
+        ("budget", "acme", "-5"),
+        ("budget", "acme", "five"),
+        ("budget", "acme", "5", "--user", "stranger"),
+        ("spend", "acme", "--month", "2026-13"),
+        ("reconcile", "acme", "--tolerance", "lots"),
         ("rates", "--set", "sora2", "4k", "0.1"),
         ("rates", "--set", "sora2", "any", "0"),
     ],

@@ -23,7 +23,6 @@ from decimal import Decimal
 import pytest
 from conftest import HTMX
 from django.db import transaction
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -32,7 +31,6 @@ from studio.models import (
     Budget,
     LedgerEntry,
     LedgerKind,
-    Membership,
     Rate,
     RateSource,
     Render,
@@ -44,33 +42,9 @@ from studio.models import (
 from studio.money import ledger, reports
 from studio.money.chart import PLOT_BOTTOM, PLOT_TOP, day_chart
 from studio.money.params import Month, parse_month
-
-PROMPT = "A lighthouse at dawn, waves rolling in"
-
+from tests.fixtures import client_for, join, make_render
 
 # --- people, renders and the ledger ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def team(owner) -> Team:
-    acme = Team.objects.create(name="Acme", slug="acme")
-    Membership.objects.create(team=acme, user=owner, role=Role.MEMBER)
-    return acme
-
-
-def join(team: Team, user, role: str = Role.MEMBER):
-    Membership.objects.create(team=team, user=user, role=role)
-    return user
-
-
-@pytest.fixture
-def admin(make_user, team):
-    return join(team, make_user("ada"), Role.ADMIN)
-
-
-@pytest.fixture
-def teammate(make_user, team):
-    return join(team, make_user("tom"))
 
 
 @pytest.fixture
@@ -78,32 +52,9 @@ def staff(make_user):
     return make_user("sam", is_staff=True)
 
 
-def client_for(user) -> Client:
-    browser = Client()
-    browser.force_login(user)
-    return browser
-
-
 def month_day(day: int, hour: int = 12):
     """A moment in the current month (UTC): budgets and the default spend page are this month's."""
     return ledger.month_start() + timedelta(days=day - 1, hours=hour)
-
-
-def make_render(user, team, *, model="sora2", estimate="0.50", state=State.COMPLETED, **fields) -> Render:
-    params = {"duration_seconds": 5, "size": "1280x720"}
-    if model == "sora-2-pro":
-        params = {"duration_seconds": 8, "resolution": "1080p", "aspect_ratio": "16:9"}
-    return Render.objects.create(
-        user=user,
-        team=team,
-        model=model,
-        prompt=fields.pop("prompt", PROMPT),
-        params=params,
-        state=state,
-        estimated_cost=Decimal(estimate),
-        rate_per_second=Decimal("0.1"),
-        **fields,
-    )
 
 
 def entry(render: Render, kind: str, amount, at, note: str = "") -> LedgerEntry:
@@ -123,7 +74,12 @@ def billed(user, team, amount, at, *, estimate=None, model="sora2", tags=(), **f
     """A finished render: its estimate held and its bill settled at `at`, with tags."""
     estimate = estimate if estimate is not None else amount
     render = make_render(
-        user, team, model=model, estimate=str(estimate), billed_cost=Decimal(str(amount)), **fields
+        user,
+        team=team,
+        model=model,
+        estimated_cost=Decimal(str(estimate)),
+        billed_cost=Decimal(str(amount)),
+        **fields,
     )
     entry(render, LedgerKind.HOLD, estimate, at)
     entry(render, LedgerKind.SETTLE, amount, at)
@@ -134,7 +90,7 @@ def billed(user, team, amount, at, *, estimate=None, model="sora2", tags=(), **f
 
 def holding(user, team, amount, at, *, state=State.RUNNING, **fields) -> Render:
     """A render whose estimate is held and that has not settled."""
-    render = make_render(user, team, estimate=str(amount), state=state, **fields)
+    render = make_render(user, state, team=team, estimated_cost=Decimal(str(amount)), **fields)
     entry(render, LedgerKind.HOLD, amount, at)
     return render
 
@@ -147,7 +103,7 @@ def month_of_spend(owner, admin, teammate, team) -> dict:
         "olivia_2": billed(owner, team, "0.40", month_day(2), tags=["launch"]),
         "tom_pro": billed(teammate, team, "2.00", month_day(2), model="sora-2-pro", tags=["teaser"]),
         "olivia_running": holding(owner, team, "0.80", month_day(2)),
-        "released": make_render(teammate, team, state=State.FAILED, billed_cost=Decimal(0)),
+        "released": make_render(teammate, State.FAILED, team=team, billed_cost=Decimal(0)),
     }
     entry(renders["released"], LedgerKind.HOLD, "0.50", month_day(1))
     entry(renders["released"], LedgerKind.RELEASE, "0", month_day(1))
@@ -257,7 +213,7 @@ def test_a_hold_made_at_submit_is_held_until_the_render_settles_at_its_bill(
 ):
     Budget.objects.create(team=team, monthly_usd=Decimal("10"))
     with transaction.atomic():
-        render = make_render(owner, team, estimate="0.50", state=State.RUNNING)
+        render = make_render(owner, State.RUNNING, team=team)
         ledger.hold(render)
     html = html_of(client_for(admin).get(reverse("spend")))
     assert (shown(html, "spent"), shown(html, "held")) == ("$0.00", "$0.50")
@@ -397,20 +353,34 @@ def test_the_csv_gives_a_member_only_their_own_entries(owner, month_of_spend):
     assert len(rows) - 1 == 5  # two bills (hold + settle) and the running hold
 
 
+FORMULA_LEADS = ["=", "+", "-", "@", "\t", "\r"]  # what spreadsheets read as the start of a formula (OWASP)
+
+
 def test_the_csv_defuses_spreadsheet_formulas(make_user, team, admin):
     team.name = '=HYPERLINK("http://evil")'
     team.save()
     plus = join(team, make_user("+mallory"))
     at = join(team, make_user("@eve"))
     render = billed(plus, team, "1.00", month_day(1))
-    entry(make_render(at, team), LedgerKind.HOLD, "0.50", month_day(1), note="-2+3 cmd|' /C calc'!A0")
+    entry(make_render(at, team=team), LedgerKind.HOLD, "0.50", month_day(1), note="-2+3 cmd|' /C calc'!A0")
     _, rows = ledger_csv(admin)
     cells = [cell for row in rows[1:] for cell in row]
     assert '\'=HYPERLINK("http://evil")' in cells
     assert "'+mallory" in cells and "'@eve" in cells
     assert "'-2+3 cmd|' /C calc'!A0" in cells
-    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@")]
+    assert not [cell for cell in cells if cell[:1] in FORMULA_LEADS]
     assert str(render.pk) in cells
+
+
+@pytest.mark.parametrize(
+    "lead", FORMULA_LEADS, ids=["equals", "plus", "minus", "at", "tab", "carriage-return"]
+)
+def test_the_csv_defuses_a_cell_starting_with_any_formula_character(admin, team, lead):
+    note = f"{lead}cmd|' /C calc'!A0"
+    entry(make_render(admin, team=team), LedgerKind.HOLD, "0.50", month_day(1), note=note)
+    _, rows = ledger_csv(admin)
+    [row] = rows[1:]
+    assert row[7] == "'" + note
 
 
 def test_the_csv_follows_the_month(admin, team, month_of_spend):
@@ -564,7 +534,7 @@ def test_a_budget_set_here_is_the_one_the_submit_check_enforces(admin, owner, te
     post_budgets(admin, team, {f"member_{owner.pk}": "0.40"})
     with pytest.raises(ledger.BudgetExceeded, match=r"only \$0.40 is left of your \$0.40"):
         with transaction.atomic():
-            ledger.hold(make_render(owner, team, estimate="0.50", state=State.PENDING))
+            ledger.hold(make_render(owner, State.PENDING, team=team))
 
 
 # --- the rate card ---------------------------------------------------------------------------------------------
@@ -637,7 +607,7 @@ def test_staff_editing_a_missing_rate_get_404(staff):
 def test_the_gateway_does_not_override_an_admins_rate_but_is_seen(staff, owner, team):
     rate = Rate.objects.get(model="sora-2-pro", rate_key="1080p")
     client_for(staff).post(reverse("rate_set", args=[rate.pk]), {"usd_per_second": "0.25"})
-    render = make_render(owner, team, model="sora-2-pro", estimate="2.00")
+    render = make_render(owner, team=team, model="sora-2-pro", estimated_cost=Decimal("2.00"))
     ledger.learn_rate(render, Decimal("1.85"))
     html = html_of(client_for(owner).get(reverse("rates")))
     cells = cell_row(html, "rate-card", "key", "1080p")
@@ -793,7 +763,7 @@ def test_the_cancel_cost_uses_the_rate_card_the_render_was_quoted_with(staff, ow
     rate = Rate.objects.get(model="sora2")
     client_for(staff).post(reverse("rate_set", args=[rate.pk]), {"usd_per_second": "0.20"})
     quote = ledger.quote("sora2", {"duration_seconds": 5, "size": "1280x720"})
-    render = make_render(owner, team, estimate=str(quote.total), state=State.RUNNING, progress=100)
+    render = make_render(owner, State.RUNNING, team=team, estimated_cost=quote.total, progress=100)
     Render.objects.filter(pk=render.pk).update(rate_per_second=quote.rate_per_second)  # as quoted at submit
     render.refresh_from_db()
     assert render.cancel_cost == quote.total == Decimal("1.00")

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from django.core.signals import request_finished
+from django.db import close_old_connections
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.test import RequestFactory
 from django.utils.http import http_date
@@ -35,13 +37,26 @@ def get(path, range_header=None, method="get", if_range=None):
     return ranged_file_response(request, path, "video/mp4")
 
 
+def close(response) -> None:
+    """Close a response as the server would, but without `close_old_connections`.
+
+    Closing sends `request_finished`, whose `close_old_connections` touches every database connection an
+    earlier test opened; these tests use no database and may not (the test client disconnects it the same way).
+    """
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+
+
 def body(response) -> bytes:
     try:
         if response.streaming:
             return b"".join(response.streaming_content)
         return response.content
     finally:
-        response.close()
+        close(response)
 
 
 def assert_common_headers(response):
@@ -80,7 +95,7 @@ def test_middle_range_spanning_chunks_streams_in_chunks(video):
     assert response["Content-Range"] == f"bytes 1000-150000/{SIZE}"
     assert response["Content-Length"] == str(150000 - 1000 + 1)
     chunks = list(response.streaming_content)
-    response.close()
+    close(response)
     assert max(len(c) for c in chunks) <= CHUNK_SIZE
     assert len(chunks) == 3
     assert b"".join(chunks) == DATA[1000:150001]
@@ -246,7 +261,7 @@ def test_file_is_closed(video, monkeypatch):
     # A client that disconnects mid-range: the server closes the response without draining it.
     partial = get(video, "bytes=0-")
     next(iter(partial.streaming_content))
-    partial.close()
+    close(partial)
     assert len(opened) == 5
     assert all(f.closed for f in opened)
 

@@ -15,12 +15,12 @@ from decimal import Decimal
 
 import pytest
 from conftest import HTMX
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from studio.models import Comment, Membership, Render, Review, ReviewState, Role, State, Team
+from studio.models import Comment, Membership, Render, Review, ReviewState, State, Team
 from tests.conftest import make_clip
+from tests.fixtures import client_for, join, make_render
 
 PROMPT = "A red apple rolls slowly across a wooden table"
 EVIL = '<script>alert(1)</script> <b hx-get="/logout/" hx-trigger="load">x</b>'
@@ -29,30 +29,9 @@ EVIL = '<script>alert(1)</script> <b hx-get="/logout/" hx-trigger="load">x</b>'
 
 
 @pytest.fixture
-def team(owner) -> Team:
-    acme = Team.objects.create(name="Acme <i>", slug="acme")
-    Membership.objects.create(team=acme, user=owner, role=Role.MEMBER)
-    return acme
-
-
-def join(team: Team, user, role: str = Role.MEMBER):
-    Membership.objects.create(team=team, user=user, role=role)
-    return user
-
-
-@pytest.fixture
-def teammate(make_user, team):
-    return join(team, make_user("tom"))
-
-
-@pytest.fixture
-def reviewer(make_user, team):
-    return join(team, make_user("rita"), Role.REVIEWER)
-
-
-@pytest.fixture
-def admin(make_user, team):
-    return join(team, make_user("ada"), Role.ADMIN)
+def team_name() -> str:
+    """Shown on the detail page: `test_detail_page_escapes_the_prompt_the_team_name_and_comments` checks it."""
+    return "Acme <i>"
 
 
 @pytest.fixture
@@ -60,29 +39,12 @@ def people(owner, teammate, reviewer, admin, outsider) -> dict:
     return {"owner": owner, "teammate": teammate, "reviewer": reviewer, "admin": admin, "outsider": outsider}
 
 
-def client_for(user) -> Client:
-    browser = Client()
-    browser.force_login(user)
-    return browser
-
-
-def make_render(user, team=None, state=State.COMPLETED, **fields) -> Render:
-    defaults = {
-        "model": "sora2",
-        "prompt": PROMPT,
-        "params": {"duration_seconds": 5, "size": "1280x720"},
-        "estimated_cost": Decimal("0.5000"),
-        "rate_per_second": Decimal("0.100000"),
-    }
-    return Render.objects.create(user=user, team=team, state=state, **{**defaults, **fields})
-
-
 @pytest.fixture
 def clip(owner, team, settings, tmp_path) -> Render:
     """Olivia's finished 5 s Sora 2 draft in Acme, with a (fake) clip and poster on disk."""
     render = make_render(
         owner,
-        team,
+        team=team,
         billed_cost=Decimal("0.4800"),
         video_duration=5.0,
         video_width=160,
@@ -158,7 +120,7 @@ def test_detail_page_shows_the_clip_its_parameters_cost_timings_and_actions(owne
 def test_detail_page_of_a_pro_render_shows_its_pro_parameters_and_no_promote(owner, team):
     pro = make_render(
         owner,
-        team,
+        team=team,
         model="sora-2-pro",
         params={
             "duration_seconds": 8,
@@ -188,7 +150,7 @@ def test_only_the_author_sees_the_privacy_switch_anyone_may_rerun_or_remix(teamm
 
 
 def test_detail_page_escapes_the_prompt_the_team_name_and_comments(owner, team):
-    render = make_render(owner, team, prompt=EVIL)
+    render = make_render(owner, team=team, prompt=EVIL)
     Comment.objects.create(render=render, author=owner, text=EVIL)
     html = client_for(owner).get(url("detail", render)).content.decode()
     assert "<script>alert(1)" not in html and 'hx-get="/logout/"' not in html
@@ -197,9 +159,9 @@ def test_detail_page_escapes_the_prompt_the_team_name_and_comments(owner, team):
 
 
 def test_detail_page_shows_lineage_both_ways(owner, teammate, team, clip):
-    pro = make_render(owner, team, model="sora-2-pro", params={"duration_seconds": 5}, parent=clip)
+    pro = make_render(owner, team=team, model="sora-2-pro", params={"duration_seconds": 5}, parent=clip)
     hidden = make_render(
-        teammate, team, model="sora-2-pro", params={"duration_seconds": 5}, parent=clip, private=True
+        teammate, team=team, model="sora-2-pro", params={"duration_seconds": 5}, parent=clip, private=True
     )
     draft_html = client_for(owner).get(url("detail", clip)).content.decode()
     assert url("detail", pro) in draft_html
@@ -232,16 +194,16 @@ def test_review_sends_anonymous_users_to_login(client, clip):
 
 
 def test_a_reviewer_may_not_review_their_own_render(reviewer, team):
-    own = make_render(reviewer, team)
+    own = make_render(reviewer, team=team)
     assert review(reviewer, own).status_code == 403
     own.refresh_from_db()
     assert own.review_state == ReviewState.NEEDS_REVIEW and not Review.objects.exists()
 
 
 def test_a_private_render_is_never_reviewed(reviewer, owner, team):
-    secret = make_render(owner, team, private=True)
+    secret = make_render(owner, team=team, private=True)
     assert review(reviewer, secret).status_code == 404  # Rita cannot tell it exists
-    own_secret = make_render(reviewer, team, private=True)
+    own_secret = make_render(reviewer, team=team, private=True)
     assert review(reviewer, own_secret).status_code == 403  # her own, but private renders are not reviewed
     assert not Review.objects.exists()
 
@@ -317,7 +279,7 @@ def test_every_review_state_may_be_chosen_including_back_to_needs_review(reviewe
 
 
 def test_an_unfinished_render_is_not_reviewed(reviewer, owner, team):
-    running = make_render(owner, team, state=State.RUNNING)
+    running = make_render(owner, team=team, state=State.RUNNING)
     response = review(reviewer, running)
     assert response.status_code == 400 and b"finished" in response.content
     html = client_for(reviewer).get(url("detail", running)).content.decode()
@@ -482,14 +444,14 @@ def test_the_queue_lists_finished_unreviewed_shared_renders_of_others_in_the_tea
 ):
     other_team = Team.objects.create(name="Other", slug="other")
     stranger = join(other_team, make_user("sam"))
-    waiting = make_render(teammate, team)
+    waiting = make_render(teammate, team=team)
     excluded = [
-        make_render(reviewer, team),  # her own
-        make_render(owner, team, private=True),
-        make_render(owner, team, state=State.RUNNING),
-        make_render(owner, team, review_state=ReviewState.APPROVED),
-        make_render(owner, None),  # personal
-        make_render(stranger, other_team),
+        make_render(reviewer, team=team),  # her own
+        make_render(owner, team=team, private=True),
+        make_render(owner, team=team, state=State.RUNNING),
+        make_render(owner, team=team, review_state=ReviewState.APPROVED),
+        make_render(owner, team=None),  # personal
+        make_render(stranger, team=other_team),
     ]
     response = client_for(reviewer).get(reverse("review_queue"))
     html = response.content.decode()
@@ -555,7 +517,7 @@ def fill(clip: Render, people: dict, n: int) -> None:
         who = authors[i % len(authors)]
         Comment.objects.create(render=clip, author=who, text=f"c{i}", at_seconds=i / 2 if i % 2 else None)
         Review.objects.create(render=clip, reviewer=who, state=ReviewState.APPROVED, note=f"r{i}")
-        make_render(who, clip.team, model="sora-2-pro", params={"duration_seconds": 5}, parent=clip)
+        make_render(who, team=clip.team, model="sora-2-pro", params={"duration_seconds": 5}, parent=clip)
     Render.objects.filter(pk=clip.pk).update(reviewed_by=people["admin"], reviewed_at=timezone.now())
 
 
@@ -596,7 +558,7 @@ QUEUE_QUERIES = 9
 @pytest.mark.parametrize("n", [1, 6])
 def test_the_queue_costs_the_same_queries_whatever_it_lists(people, team, n, django_assert_num_queries):
     for i in range(n):
-        waiting = make_render(people["owner"], team)
+        waiting = make_render(people["owner"], team=team)
         if i % 2:  # sent back to review: it shows who did
             Render.objects.filter(pk=waiting.pk).update(
                 reviewed_by=people["admin"], reviewed_at=timezone.now()
@@ -665,7 +627,7 @@ def test_a_reviewer_pins_a_comment_seeks_to_it_and_approves_without_a_reload(
 
 
 def test_a_review_updates_the_to_review_badge_in_the_same_answer(reviewer, owner, team):
-    waiting = [make_render(owner, team) for _ in range(2)]
+    waiting = [make_render(owner, team=team) for _ in range(2)]
     response = client_for(reviewer).post(url("review", waiting[0]), {"state": "approved"}, **HTMX)
     html = response.content.decode()
     assert '<span id="to-review-badge" hx-swap-oob="true">' in html

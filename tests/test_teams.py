@@ -6,20 +6,19 @@ from __future__ import annotations
 import io
 import json
 import re
-from decimal import Decimal
 
 import pytest
 from conftest import HTMX
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from studio import access
 from studio.actions.teams import TeamChangeRefused, do_create_team, do_remove_member, do_switch_team
 from studio.models import Membership, Profile, Render, Role, State, Team
+from tests.fixtures import client_for, join, make_render
 
 PROMPT = "A red apple rolls slowly across a wooden table"
 EVIL = '<script>alert(1)</script> <img src=x onerror=alert(2)> hx-get="/x"'
@@ -28,47 +27,16 @@ EVIL = '<script>alert(1)</script> <img src=x onerror=alert(2)> hx-get="/x"'
 # --- people ----------------------------------------------------------------------------------------------------
 
 
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture
-def crew(owner) -> Team:
-    """Team "Crew": Ada administers it, Rita reviews, Tom and Olivia (the owner) are members."""
+def team(owner) -> Team:
+    """Crew, which Olivia (the owner) is not in: these tests add her (`owner_in_crew`) or show what she cannot do
+    outside it. Ada administers it, Rita reviews, Tom is a member (tests/fixtures.py)."""
     return Team.objects.create(name="Crew", slug="crew")
 
 
-def join(team, user, role=Role.MEMBER) -> Membership:
-    return Membership.objects.create(team=team, user=user, role=role)
-
-
 @pytest.fixture
-def admin(make_user, crew):
-    user = make_user("ada")
-    join(crew, user, Role.ADMIN)
-    return user
-
-
-@pytest.fixture
-def reviewer(make_user, crew):
-    user = make_user("rita")
-    join(crew, user, Role.REVIEWER)
-    return user
-
-
-@pytest.fixture
-def teammate(make_user, crew):
-    user = make_user("tom")
-    join(crew, user)
-    return user
-
-
-@pytest.fixture
-def owner_in_crew(owner, crew):
-    join(crew, owner)
-    return owner
+def owner_in_crew(owner, team):
+    return join(team, owner)
 
 
 @pytest.fixture
@@ -78,19 +46,6 @@ def admin_client(admin):
 
 def membership_of(team, user) -> Membership:
     return Membership.objects.get(team=team, user=user)
-
-
-def make_render(user, team=None, **fields) -> Render:
-    return Render.objects.create(
-        user=user,
-        team=team,
-        model="sora2",
-        prompt=PROMPT,
-        params={"duration_seconds": 5, "size": "1280x720"},
-        estimated_cost=Decimal("0.5"),
-        rate_per_second=Decimal("0.1"),
-        **fields,
-    )
 
 
 def sora2(**fields) -> dict:
@@ -153,8 +108,8 @@ def test_a_bad_team_name_is_refused_on_the_field(owner_client, name):
 
 
 @pytest.mark.parametrize("person", ["owner_in_crew", "teammate", "reviewer", "admin"])
-def test_every_member_sees_the_members_and_their_roles(person, request, crew, admin, reviewer, teammate):
-    html = client_for(request.getfixturevalue(person)).get(reverse("team", args=[crew.pk])).content.decode()
+def test_every_member_sees_the_members_and_their_roles(person, request, team, admin, reviewer, teammate):
+    html = client_for(request.getfixturevalue(person)).get(reverse("team", args=[team.pk])).content.decode()
     for name in ("ada", "rita", "tom"):
         assert f'data-username="{name}"' in html
     assert 'data-username="ada" data-role="admin"' in html
@@ -162,21 +117,21 @@ def test_every_member_sees_the_members_and_their_roles(person, request, crew, ad
 
 
 @pytest.mark.parametrize("person", ["teammate", "reviewer"])
-def test_only_admins_see_the_member_controls(person, request, crew, admin_client):
-    member_html = client_for(request.getfixturevalue(person)).get(reverse("team", args=[crew.pk])).content
-    admin_html = admin_client.get(reverse("team", args=[crew.pk])).content
+def test_only_admins_see_the_member_controls(person, request, team, admin_client):
+    member_html = client_for(request.getfixturevalue(person)).get(reverse("team", args=[team.pk])).content
+    admin_html = admin_client.get(reverse("team", args=[team.pk])).content
     for control in (b'id="member-form"', b"/role/", b"/remove/"):
         assert control not in member_html
         assert control in admin_html
 
 
-def test_an_outsider_cannot_tell_the_team_exists(outsider_client, crew, admin):
-    assert outsider_client.get(reverse("team", args=[crew.pk])).status_code == 404
+def test_an_outsider_cannot_tell_the_team_exists(outsider_client, team, admin):
+    assert outsider_client.get(reverse("team", args=[team.pk])).status_code == 404
 
 
-def test_admin_adds_a_member_by_username_in_one_fragment(admin_client, crew, outsider):
+def test_admin_adds_a_member_by_username_in_one_fragment(admin_client, team, outsider):
     response = admin_client.post(
-        reverse("member_add", args=[crew.pk]), {"username": "oscar", "role": "reviewer"}, **HTMX
+        reverse("member_add", args=[team.pk]), {"username": "oscar", "role": "reviewer"}, **HTMX
     )
     html = response.content.decode()
     assert response.status_code == 200
@@ -185,12 +140,12 @@ def test_admin_adds_a_member_by_username_in_one_fragment(admin_client, crew, out
     assert re.search(r'<form id="member-form"[^>]*hx-swap-oob="true"', html)  # a fresh, empty form
     assert re.search(r'name="username" id="id_username"[^>]*value=""', html)
     assert "oscar joined Crew as Reviewer." in html  # the toast
-    assert roles(crew)["oscar"] == Role.REVIEWER
+    assert roles(team)["oscar"] == Role.REVIEWER
 
 
-def test_a_username_matches_regardless_of_case(admin_client, crew, outsider):
-    admin_client.post(reverse("member_add", args=[crew.pk]), {"username": "OSCAR", "role": "member"})
-    assert roles(crew)["oscar"] == Role.MEMBER
+def test_a_username_matches_regardless_of_case(admin_client, team, outsider):
+    admin_client.post(reverse("member_add", args=[team.pk]), {"username": "OSCAR", "role": "member"})
+    assert roles(team)["oscar"] == Role.MEMBER
 
 
 @pytest.mark.parametrize(
@@ -202,9 +157,9 @@ def test_a_username_matches_regardless_of_case(admin_client, crew, outsider):
     ],
 )
 def test_adding_an_unknown_or_present_user_says_so_on_the_field(
-    admin_client, crew, teammate, username, message
+    admin_client, team, teammate, username, message
 ):
-    url = reverse("member_add", args=[crew.pk])
+    url = reverse("member_add", args=[team.pk])
     fragment = admin_client.post(url, {"username": username, "role": "member"}, **HTMX)
     assert fragment.status_code == 200
     assert fragment["HX-Retarget"] == "#member-form"
@@ -216,81 +171,81 @@ def test_adding_an_unknown_or_present_user_says_so_on_the_field(
     page = admin_client.post(url, {"username": username, "role": "member"})
     assert page.status_code == 400
     assert message in page.content.decode()
-    assert crew.memberships.count() == 2  # ada and tom
+    assert team.memberships.count() == 2  # ada and tom
 
 
-def test_adding_with_an_unknown_role_is_refused(admin_client, crew, outsider):
+def test_adding_with_an_unknown_role_is_refused(admin_client, team, outsider):
     response = admin_client.post(
-        reverse("member_add", args=[crew.pk]), {"username": "oscar", "role": "owner"}
+        reverse("member_add", args=[team.pk]), {"username": "oscar", "role": "owner"}
     )
     assert response.status_code == 400
-    assert "oscar" not in roles(crew)
+    assert "oscar" not in roles(team)
 
 
-def test_admin_changes_a_role_in_one_fragment(admin_client, crew, teammate):
-    member = membership_of(crew, teammate)
+def test_admin_changes_a_role_in_one_fragment(admin_client, team, teammate):
+    member = membership_of(team, teammate)
     response = admin_client.post(
-        reverse("member_role", args=[crew.pk, member.pk]), {"role": "reviewer"}, **HTMX
+        reverse("member_role", args=[team.pk, member.pk]), {"role": "reviewer"}, **HTMX
     )
     html = response.content.decode()
     assert html.startswith('<section id="team-members"')
     assert 'data-username="tom" data-role="reviewer"' in html
     assert "tom is now Reviewer." in html
-    assert roles(crew)["tom"] == Role.REVIEWER
+    assert roles(team)["tom"] == Role.REVIEWER
 
 
-def test_a_role_change_without_htmx_redirects_back_to_the_team(admin_client, crew, teammate):
-    member = membership_of(crew, teammate)
-    response = admin_client.post(reverse("member_role", args=[crew.pk, member.pk]), {"role": "admin"})
+def test_a_role_change_without_htmx_redirects_back_to_the_team(admin_client, team, teammate):
+    member = membership_of(team, teammate)
+    response = admin_client.post(reverse("member_role", args=[team.pk, member.pk]), {"role": "admin"})
     assert response.status_code == 302
-    assert response["Location"] == reverse("team", args=[crew.pk])
-    assert roles(crew)["tom"] == Role.ADMIN
+    assert response["Location"] == reverse("team", args=[team.pk])
+    assert roles(team)["tom"] == Role.ADMIN
 
 
-def test_an_unknown_role_changes_nothing_and_says_so(admin_client, crew, teammate):
-    member = membership_of(crew, teammate)
-    response = admin_client.post(reverse("member_role", args=[crew.pk, member.pk]), {"role": "god"}, **HTMX)
+def test_an_unknown_role_changes_nothing_and_says_so(admin_client, team, teammate):
+    member = membership_of(team, teammate)
+    response = admin_client.post(reverse("member_role", args=[team.pk, member.pk]), {"role": "god"}, **HTMX)
     assert "Pick a role: member, reviewer or admin." in response.content.decode()
-    assert roles(crew)["tom"] == Role.MEMBER
+    assert roles(team)["tom"] == Role.MEMBER
 
 
-def test_admin_removes_a_member_in_one_fragment(admin_client, crew, teammate):
-    member = membership_of(crew, teammate)
-    response = admin_client.post(reverse("member_remove", args=[crew.pk, member.pk]), **HTMX)
+def test_admin_removes_a_member_in_one_fragment(admin_client, team, teammate):
+    member = membership_of(team, teammate)
+    response = admin_client.post(reverse("member_remove", args=[team.pk, member.pk]), **HTMX)
     html = response.content.decode()
     assert html.startswith('<section id="team-members"')
     assert 'data-username="tom"' not in html
     assert "tom was removed from Crew." in html
-    assert "tom" not in roles(crew)
+    assert "tom" not in roles(team)
 
 
 @pytest.mark.parametrize("person", ["teammate", "reviewer", "owner_in_crew"])
 @pytest.mark.parametrize("name", ["member_add", "member_role", "member_remove"])
-def test_members_and_reviewers_cannot_manage_members(person, name, request, crew, admin, teammate, outsider):
-    target = membership_of(crew, admin)
-    args = [crew.pk] if name == "member_add" else [crew.pk, target.pk]
+def test_members_and_reviewers_cannot_manage_members(person, name, request, team, admin, teammate, outsider):
+    target = membership_of(team, admin)
+    args = [team.pk] if name == "member_add" else [team.pk, target.pk]
     data = {"username": "oscar", "role": "member"}
     client = client_for(request.getfixturevalue(person))
     assert client.post(reverse(name, args=args), data).status_code == 403
     assert client.post(reverse(name, args=args), data, **HTMX).status_code == 403
-    assert roles(crew)["ada"] == Role.ADMIN
-    assert "oscar" not in roles(crew)
+    assert roles(team)["ada"] == Role.ADMIN
+    assert "oscar" not in roles(team)
 
 
 @pytest.mark.parametrize("name", ["team", "member_add", "member_role", "member_remove"])
-def test_an_outsider_cannot_manage_members_either(name, outsider_client, crew, admin):
-    target = membership_of(crew, admin)
-    args = [crew.pk] if name in ("team", "member_add") else [crew.pk, target.pk]
+def test_an_outsider_cannot_manage_members_either(name, outsider_client, team, admin):
+    target = membership_of(team, admin)
+    args = [team.pk] if name in ("team", "member_add") else [team.pk, target.pk]
     method = outsider_client.get if name == "team" else outsider_client.post
     assert method(reverse(name, args=args), {"username": "oscar", "role": "admin"}).status_code == 404
-    assert roles(crew) == {"ada": Role.ADMIN}
+    assert roles(team) == {"ada": Role.ADMIN}
 
 
-def test_a_membership_of_another_team_is_404_under_this_team(admin_client, crew, make_user):
+def test_a_membership_of_another_team_is_404_under_this_team(admin_client, team, make_user):
     other = Team.objects.create(name="Elsewhere", slug="elsewhere")
-    theirs = join(other, make_user("eve"), Role.ADMIN)
+    theirs = membership_of(other, join(other, make_user("eve"), Role.ADMIN))
     for name in ("member_role", "member_remove"):
-        response = admin_client.post(reverse(name, args=[crew.pk, theirs.pk]), {"role": "member"})
+        response = admin_client.post(reverse(name, args=[team.pk, theirs.pk]), {"role": "member"})
         assert response.status_code == 404
     assert roles(other) == {"eve": Role.ADMIN}
 
@@ -298,70 +253,70 @@ def test_a_membership_of_another_team_is_404_under_this_team(admin_client, crew,
 # --- the last admin ---------------------------------------------------------------------------------------------
 
 
-def test_the_last_admin_cannot_step_down(admin_client, crew, admin):
-    mine = membership_of(crew, admin)
-    response = admin_client.post(reverse("member_role", args=[crew.pk, mine.pk]), {"role": "member"}, **HTMX)
+def test_the_last_admin_cannot_step_down(admin_client, team, admin):
+    mine = membership_of(team, admin)
+    response = admin_client.post(reverse("member_role", args=[team.pk, mine.pk]), {"role": "member"}, **HTMX)
     html = response.content.decode()
     assert "ada is the team&#x27;s only admin: make someone else an admin first." in html
     assert 'data-username="ada" data-role="admin"' in html  # the select shows the role that stayed
-    assert roles(crew)["ada"] == Role.ADMIN
+    assert roles(team)["ada"] == Role.ADMIN
 
 
-def test_the_last_admin_cannot_be_removed_or_leave(admin_client, crew, admin):
-    mine = membership_of(crew, admin)
-    response = admin_client.post(reverse("member_remove", args=[crew.pk, mine.pk]), **HTMX)
+def test_the_last_admin_cannot_be_removed_or_leave(admin_client, team, admin):
+    mine = membership_of(team, admin)
+    response = admin_client.post(reverse("member_remove", args=[team.pk, mine.pk]), **HTMX)
     assert "ada is the team&#x27;s only admin" in response.content.decode()
-    assert roles(crew) == {"ada": Role.ADMIN}
+    assert roles(team) == {"ada": Role.ADMIN}
 
 
-def test_the_last_admins_controls_are_disabled_with_a_reason(admin_client, crew, admin):
-    html = admin_client.get(reverse("team", args=[crew.pk])).content.decode()
+def test_the_last_admins_controls_are_disabled_with_a_reason(admin_client, team, admin):
+    html = admin_client.get(reverse("team", args=[team.pk])).content.decode()
     row = re.search(r'<tr id="member-\d+" data-username="ada".*?</tr>', html, re.S).group(0)
     assert row.count(" disabled title=") == 2
 
 
 def test_with_two_admins_one_can_step_down_and_then_the_other_is_the_last(
-    admin_client, crew, admin, teammate
+    admin_client, team, admin, teammate
 ):
-    tom = membership_of(crew, teammate)
-    admin_client.post(reverse("member_role", args=[crew.pk, tom.pk]), {"role": "admin"})
-    mine = membership_of(crew, admin)
-    admin_client.post(reverse("member_role", args=[crew.pk, mine.pk]), {"role": "reviewer"})
-    assert roles(crew) == {"ada": Role.REVIEWER, "tom": Role.ADMIN}
+    tom = membership_of(team, teammate)
+    admin_client.post(reverse("member_role", args=[team.pk, tom.pk]), {"role": "admin"})
+    mine = membership_of(team, admin)
+    admin_client.post(reverse("member_role", args=[team.pk, mine.pk]), {"role": "reviewer"})
+    assert roles(team) == {"ada": Role.REVIEWER, "tom": Role.ADMIN}
     with pytest.raises(TeamChangeRefused, match="tom is the team's only admin"):
         do_remove_member(tom)
 
 
-def test_an_admin_who_leaves_goes_back_to_their_teams(admin_client, crew, admin, teammate):
-    Membership.objects.filter(team=crew, user=teammate).update(role=Role.ADMIN)
-    mine = membership_of(crew, admin)
-    fragment = admin_client.post(reverse("member_remove", args=[crew.pk, mine.pk]), **HTMX)
+def test_an_admin_who_leaves_goes_back_to_their_teams(admin_client, team, admin, teammate):
+    Membership.objects.filter(team=team, user=teammate).update(role=Role.ADMIN)
+    mine = membership_of(team, admin)
+    fragment = admin_client.post(reverse("member_remove", args=[team.pk, mine.pk]), **HTMX)
     assert fragment["HX-Redirect"] == reverse("teams")
-    assert roles(crew) == {"tom": Role.ADMIN}
-    assert admin_client.get(reverse("team", args=[crew.pk])).status_code == 404
+    assert roles(team) == {"tom": Role.ADMIN}
+    assert admin_client.get(reverse("team", args=[team.pk])).status_code == 404
 
 
 # --- removal takes effect at once -------------------------------------------------------------------------------
 
 
 def test_a_removed_member_loses_the_teams_renders_and_files_at_once(
-    admin_client, crew, owner_in_crew, teammate
+    admin_client, team, owner_in_crew, teammate
 ):
-    render = make_render(owner_in_crew, crew, state=State.COMPLETED)
+    render = make_render(owner_in_crew, team=team)
     render.video.save("clip.mp4", io.BytesIO(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64), save=True)
     tom = client_for(teammate)
     assert tom.get(reverse("card", args=[render.pk])).status_code == 200
     assert tom.get(reverse("video", args=[render.pk])).status_code == 200
-    admin_client.post(reverse("member_remove", args=[crew.pk, membership_of(crew, teammate).pk]))
+    admin_client.post(reverse("member_remove", args=[team.pk, membership_of(team, teammate).pk]))
     assert tom.get(reverse("card", args=[render.pk])).status_code == 404
     assert tom.get(reverse("video", args=[render.pk])).status_code == 404
-    assert tom.get(reverse("team", args=[crew.pk])).status_code == 404
+    assert tom.get(reverse("team", args=[team.pk])).status_code == 404
 
 
 # --- the active team ---------------------------------------------------------------------------------------------
 
 
-def test_switching_team_stores_it_and_new_renders_go_there(owner_client, owner_in_crew, crew):
+def test_switching_team_stores_it_and_new_renders_go_there(owner_client, owner_in_crew, team):
     other = Team.objects.create(name="Night", slug="night")
     join(other, owner_in_crew)
     response = owner_client.post(reverse("team_switch"), {"team": str(other.pk), "next": "/teams/"})
@@ -372,19 +327,19 @@ def test_switching_team_stores_it_and_new_renders_go_there(owner_client, owner_i
     assert Render.objects.get().team == other
 
 
-def test_the_switcher_shows_the_active_team_selected(owner_client, owner_in_crew, crew):
+def test_the_switcher_shows_the_active_team_selected(owner_client, owner_in_crew, team):
     other = Team.objects.create(name="Night", slug="night")
     join(other, owner_in_crew)
     do_switch_team(owner_in_crew, other)
     html = owner_client.get(reverse("studio")).content.decode()
     switcher = re.search(r'<select name="team" id="team-switch-select">.*?</select>', html, re.S).group(0)
     assert f'<option value="{other.pk}" selected>Night</option>' in switcher
-    assert f'<option value="{crew.pk}">Crew</option>' in switcher
+    assert f'<option value="{team.pk}">Crew</option>' in switcher
     assert '<option value="">Personal</option>' in switcher
 
 
-def test_switching_to_personal_makes_new_renders_personal(owner_client, owner_in_crew, crew):
-    do_switch_team(owner_in_crew, crew)
+def test_switching_to_personal_makes_new_renders_personal(owner_client, owner_in_crew, team):
+    do_switch_team(owner_in_crew, team)
     owner_client.post(reverse("team_switch"), {"team": ""})
     assert Profile.objects.get(user=owner_in_crew).active_team is None
     assert (
@@ -394,32 +349,32 @@ def test_switching_to_personal_makes_new_renders_personal(owner_client, owner_in
     assert Render.objects.get().team is None
 
 
-def test_switching_through_htmx_refreshes_the_page(owner_client, owner_in_crew, crew):
-    response = owner_client.post(reverse("team_switch"), {"team": str(crew.pk)}, **HTMX)
+def test_switching_through_htmx_refreshes_the_page(owner_client, owner_in_crew, team):
+    response = owner_client.post(reverse("team_switch"), {"team": str(team.pk)}, **HTMX)
     assert response.status_code == 204
     assert response["HX-Refresh"] == "true"
     assert "New renders go to Crew." in owner_client.get(reverse("studio")).content.decode()  # the toast
 
 
 @pytest.mark.parametrize("value", ["not-a-uuid", "00000000-0000-0000-0000-000000000000", "theirs"])
-def test_switching_to_a_team_i_am_not_in_is_404(owner_client, owner_in_crew, crew, make_user, value):
-    do_switch_team(owner_in_crew, crew)
+def test_switching_to_a_team_i_am_not_in_is_404(owner_client, owner_in_crew, team, make_user, value):
+    do_switch_team(owner_in_crew, team)
     if value == "theirs":
         theirs = do_create_team(make_user("eve"), "Elsewhere")
         value = str(theirs.pk)
     assert owner_client.post(reverse("team_switch"), {"team": value}).status_code == 404
-    assert Profile.objects.get(user=owner_in_crew).active_team == crew
+    assert Profile.objects.get(user=owner_in_crew).active_team == team
 
 
 @pytest.mark.parametrize("next_url", ["https://evil.example/", "//evil.example/", ""])
-def test_switching_never_redirects_off_site(owner_client, owner_in_crew, crew, next_url):
-    response = owner_client.post(reverse("team_switch"), {"team": str(crew.pk), "next": next_url})
+def test_switching_never_redirects_off_site(owner_client, owner_in_crew, team, next_url):
+    response = owner_client.post(reverse("team_switch"), {"team": str(team.pk), "next": next_url})
     assert response["Location"] == reverse("studio")
 
 
-def test_a_team_i_was_removed_from_is_no_longer_where_renders_go(owner_client, owner_in_crew, crew, admin):
-    do_switch_team(owner_in_crew, crew)
-    do_remove_member(membership_of(crew, owner_in_crew))
+def test_a_team_i_was_removed_from_is_no_longer_where_renders_go(owner_client, owner_in_crew, team, admin):
+    do_switch_team(owner_in_crew, team)
+    do_remove_member(membership_of(team, owner_in_crew))
     owner_client.post(reverse("submit"), sora2())
     assert Render.objects.get().team is None
     assert access.active_team(owner_in_crew) is None
@@ -439,20 +394,20 @@ def test_members_see_studio_gallery_spend_and_teams_but_no_review_link(owner_cli
 
 @pytest.mark.parametrize("person", ["reviewer", "admin"])
 def test_reviewers_see_to_review_once_with_a_badge_of_what_waits(
-    person, request, crew, owner_in_crew, make_user
+    person, request, team, owner_in_crew, make_user
 ):
     user = request.getfixturevalue(person)
     second = do_create_team(make_user("eve"), "Second")
     join(second, user, Role.REVIEWER)  # reviewing in two teams still shows one link
-    make_render(owner_in_crew, crew, state=State.COMPLETED)
-    make_render(owner_in_crew, crew, state=State.COMPLETED)
-    make_render(owner_in_crew, crew, state=State.RUNNING)  # not finished: nothing to review yet
+    make_render(owner_in_crew, team=team)
+    make_render(owner_in_crew, team=team)
+    make_render(owner_in_crew, team=team, state=State.RUNNING)  # not finished: nothing to review yet
     html = nav(client_for(user).get(reverse("studio")).content.decode())
     assert html.count('href="/review/"') == 1
     assert re.search(r'data-testid="to-review-count"[^>]*>2</span>', html)
 
 
-def test_no_badge_when_nothing_waits(crew, reviewer):
+def test_no_badge_when_nothing_waits(team, reviewer):
     html = nav(client_for(reviewer).get(reverse("studio")).content.decode())
     assert 'href="/review/"' in html
     assert "to-review-count" not in html
@@ -536,29 +491,29 @@ def test_team_commands_create_add_change_remove_and_list(owner, outsider, make_u
         (("remove", "crew", "ada"), "ada is the team's only admin"),
     ],
 )
-def test_team_commands_refuse_with_a_clear_message(args, message, crew, admin, outsider):
+def test_team_commands_refuse_with_a_clear_message(args, message, team, admin, outsider):
     with pytest.raises(CommandError, match=re.escape(message)):
         run("team", *args)
-    assert roles(crew) == {"ada": Role.ADMIN}
+    assert roles(team) == {"ada": Role.ADMIN}
 
 
-def test_render_into_a_team_from_the_command_line(owner_in_crew, crew):
+def test_render_into_a_team_from_the_command_line(owner_in_crew, team):
     [line] = run("render", "--user", "olivia", "--team", "crew", PROMPT).split()
-    assert Render.objects.get(pk=line).team == crew
+    assert Render.objects.get(pk=line).team == team
     assert Profile.objects.filter(user=owner_in_crew).first() is None  # the web's active team is untouched
 
 
-def test_render_into_a_team_without_being_in_it_fails(owner, crew, admin):
+def test_render_into_a_team_without_being_in_it_fails(owner, team, admin):
     for slug in ("crew", "nowhere"):
         with pytest.raises(CommandError, match=f"olivia is not in a team called '{slug}'."):
             run("render", "--user", "olivia", "--team", slug, PROMPT)
     assert not Render.objects.exists()
 
 
-def test_render_without_team_goes_to_the_active_team(owner_in_crew, crew):
-    do_switch_team(owner_in_crew, crew)
+def test_render_without_team_goes_to_the_active_team(owner_in_crew, team):
+    do_switch_team(owner_in_crew, team)
     [line] = run("render", "--user", "olivia", PROMPT).split()
-    assert Render.objects.get(pk=line).team == crew
+    assert Render.objects.get(pk=line).team == team
 
 
 # --- query counts ----------------------------------------------------------------------------------------------
@@ -570,10 +525,10 @@ def add_people(team, how_many: int, make_user) -> None:
 
 
 @pytest.mark.parametrize("people", [2, 30])
-def test_the_team_page_costs_the_same_queries_whatever_its_size(people, admin_client, crew, make_user, admin):
-    add_people(crew, people, make_user)
+def test_the_team_page_costs_the_same_queries_whatever_its_size(people, admin_client, team, make_user, admin):
+    add_people(team, people, make_user)
     with CaptureQueriesContext(connection) as queries:
-        response = admin_client.get(reverse("team", args=[crew.pk]))
+        response = admin_client.get(reverse("team", args=[team.pk]))
     assert response.content.decode().count('<tr id="member-') == people + 1
     # 1 the session; 2 the user; 3 my membership with its team (access); 4 every member with their user, in one
     # join; then the context processors, lazily, in the order base.html reads them: 5 my memberships with their

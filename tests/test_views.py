@@ -21,34 +21,16 @@ from PIL import Image
 from studio import urls
 from studio.models import Render, State
 from tests.conftest import make_clip
+from tests.fixtures import make_render
 
 PROMPT = "A red apple rolls slowly across a wooden table"
 EVIL = '<script>alert(1)</script> <img src=x onerror=alert(2)> hx-get="/x"'
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return tmp_path / "media"
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """A real 1 s, 160x120 H.264 MP4."""
     return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", size="160x120", seconds=1)
-
-
-def make_render(user, state=State.PENDING, prompt=PROMPT, **fields) -> Render:
-    return Render.objects.create(
-        user=user,
-        model="sora2",
-        prompt=prompt,
-        params={"duration_seconds": 5, "size": "1280x720"},
-        estimated_cost=Decimal("0.5000"),
-        rate_per_second=Decimal("0.100000"),
-        state=state,
-        **fields,
-    )
 
 
 @pytest.fixture
@@ -331,7 +313,7 @@ def test_poll_with_a_bad_since_is_400(owner_client, since):
 
 
 def test_cancel_fragment_returns_the_cancelled_card_and_a_toast(owner_client, owner):
-    render = make_render(owner)
+    render = make_render(owner, State.PENDING)
     since = ago(2)
     response = owner_client.post(f"/renders/{render.pk}/cancel/", {"since": since}, **HTMX)
     html = response.content.decode()
@@ -498,7 +480,7 @@ def csrf_client(owner) -> Client:
 
 @pytest.mark.parametrize("name", ["submit", "estimate", "cancel"])
 def test_a_post_without_csrf_token_is_403_and_says_the_form_was_stale(name, csrf_client, owner):
-    render = make_render(owner)
+    render = make_render(owner, State.PENDING)
     url = reverse(name, args=[render.pk]) if name == "cancel" else reverse(name)
     page = csrf_client.post(url, sora2())
     fragment = csrf_client.post(url, sora2(), **HTMX)
@@ -554,15 +536,8 @@ def test_an_unknown_page_says_so_in_the_studios_own_page(owner_client):
     assert "Not found" in response.content.decode() and "Back to the studio" in response.content.decode()
 
 
-def test_a_refusal_gives_its_reason_as_text_for_htmx(owner_client, make_user, settings):
-    from studio.models import Membership, Role, Team
-
-    team = Team.objects.create(name="Crew", slug="crew")
-    author = make_user("ann")
-    Membership.objects.create(team=team, user=author, role=Role.MEMBER)
-    owner = owner_client.get("/").wsgi_request.user
-    Membership.objects.create(team=team, user=owner, role=Role.MEMBER)
-    clip = make_render(author, State.COMPLETED, team=team)
+def test_a_refusal_gives_its_reason_as_text_for_htmx(owner_client, teammate, team):
+    clip = make_render(teammate, team=team)  # Olivia, a member, is no reviewer
     response = owner_client.post(f"/renders/{clip.pk}/review/", {"state": "approved"}, **HTMX)
     assert response.status_code == 403
     assert response["Content-Type"].startswith("text/plain")
