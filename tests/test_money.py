@@ -240,7 +240,7 @@ def test_cancelling_a_running_render_settles_the_seconds_billed(slow_dear, owner
     assert steps == ["cancelled", "skipped"]
     assert render.state == State.CANCELLED
     assert 0 < billed < render.estimated_cost
-    assert ledger(render) == [(HOLD, render.estimated_cost), (SETTLE, billed)]
+    assert entries(render) == [(HOLD, render.estimated_cost), (SETTLE, billed)]
     assert ledger.settle(render.pk) == "already"
     assert pro_line() == card_before  # a partial bill teaches the live rate nothing
 
@@ -389,7 +389,7 @@ def test_a_completed_render_whose_bill_was_not_reported_settles_the_estimate(
 
     render = fresh(render)
     assert render.state == State.COMPLETED and render.billed_cost is None
-    assert ledger(render) == [(HOLD, render.estimated_cost), (SETTLE, render.estimated_cost)]
+    assert entries(render) == [(HOLD, render.estimated_cost), (SETTLE, render.estimated_cost)]
     assert LedgerEntry.objects.get(render=render, kind=SETTLE).note == ledger.UNREPORTED
     assert pro_line() == learned_since  # an estimate teaches the live rate nothing
 
@@ -413,7 +413,7 @@ def test_a_clip_made_but_never_downloaded_settles_the_estimate_when_no_bill_was_
 
     render = fresh(render)
     assert render.state == ending and render.billed_cost is None
-    assert ledger(render) == [(HOLD, Decimal("0.50")), (SETTLE, Decimal("0.50"))]
+    assert entries(render) == [(HOLD, Decimal("0.50")), (SETTLE, Decimal("0.50"))]
     assert LedgerEntry.objects.get(render=render, kind=SETTLE).note == ledger.UNREPORTED
 
 
