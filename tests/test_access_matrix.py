@@ -38,9 +38,10 @@ class Level(StrEnum):
     MEMBER = "a member of the team"
     ADMIN = "an admin of the team"
     STAFF = "staff only (site operators; none of the people here)"
+    OPERATE = "staff who can see the render (none of the people here: 404 where they cannot see it, else 403)"
 
 
-RENDER_LEVELS = {Level.VIEW, Level.OWN, Level.REVIEW}
+RENDER_LEVELS = {Level.VIEW, Level.OWN, Level.REVIEW, Level.OPERATE}
 TEAM_LEVELS = {Level.MEMBER, Level.ADMIN}
 
 
@@ -98,6 +99,11 @@ LEVELS: dict[str, Rule] = {
     "reconcile": Rule(Level.ADMIN, "money", data=CREW),
     "rates": Rule(Level.ANY, "money"),
     "rate_set": Rule(Level.STAFF, "money", data={"usd_per_second": "0.1"}),
+    # operator actions (issue 9): the detail page's staff panel and the alerts banner (views/operator.py)
+    "operator_attach": Rule(Level.OPERATE, "operator", data={"task_id": "task-from-the-matrix"}),
+    "operator_not_sent": Rule(Level.OPERATE, "operator", data={"resubmit": "0"}),
+    "operator_recheck": Rule(Level.OPERATE, "operator"),
+    "alert_resolve": Rule(Level.STAFF, "operator"),
 }
 # auth; the gateway's signed init-image URL (no login by design: tests/test_public.py); the admin site (its own
 # namespace) is skipped as a whole
@@ -200,6 +206,10 @@ class World:
             "membership_id": self.teammate_membership.pk,
             "name": "campaign",  # tag_remove: a tag both renders carry
         }
+        if "alert_id" in route.kwargs:
+            from studio.models import GatewayAlert
+
+            values["alert_id"] = GatewayAlert.raise_alert(GatewayAlert.Kind.WALLET, "The wallet is empty.").pk
         if "rate_id" in route.kwargs:
             from studio.models import Rate  # issue 5's rate card
 
@@ -304,6 +314,8 @@ def expected(level: Level, person: str, target: str):
         return 404
     if level == Level.VIEW:
         return OK
+    if level == Level.OPERATE:
+        return 403
     if level == Level.OWN:
         return OK if person == "owner" else 403
     return OK if person in ("reviewer", "admin") and target == "shared" else 403  # REVIEW
