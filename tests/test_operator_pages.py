@@ -350,6 +350,8 @@ def test_attach_from_the_panel_polls_the_task_and_a_second_post_changes_nothing(
     assert 'id="staff-panel"' in first and 'id="status"' in first and 'hx-swap-oob="true"' in first
     assert 'data-testid="attach"' not in first  # it is polled now: nothing left to do
     assert fresh(alert).resolved_at is not None
+    assert f'<div id="alert-{alert.pk}" hx-swap-oob="delete">' in first  # its banner leaves the page
+    assert 'hx-swap-oob="delete"' not in second
     assert "run_poller" in queue.names()
     assert 'class="toast warning"' in second and "Only a render whose submission outcome is unknown" in second
     assert fresh(render).gateway_task_id == "task-42"

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 from studio import access
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.lifecycle import operator
-from studio.models import Render
+from studio.models import GatewayAlert, Render
 
 
 def panel_context(item: Render) -> dict:
@@ -29,10 +29,19 @@ def panel_context(item: Render) -> dict:
     return {"render": item, "operator_actions": operator.applicable(item)}
 
 
+def _open_alerts(render_id: uuid.UUID) -> set[int]:
+    return set(
+        GatewayAlert.objects.filter(render_id=render_id, resolved_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+
+
 def _answer(
-    request: AuthenticatedHtmxRequest, render_id: uuid.UUID, outcome: operator.Outcome
+    request: AuthenticatedHtmxRequest, render_id: uuid.UUID, outcome: operator.Outcome, alerts: set[int]
 ) -> HttpResponse:
-    """The outcome as a toast; the staff panel and the status panel as they are now."""
+    """The outcome as a toast; the staff panel and the status panel as they are now, and the banners of the
+    render's alerts (`alerts`: open before the action) that the action closed taken off the page."""
     (messages.success if outcome.done else messages.warning)(request, outcome.message)
     if not request.htmx:
         return redirect(reverse("detail", args=[render_id]) + "#staff-panel")
@@ -41,6 +50,7 @@ def _answer(
         request,
         ("detail.html#staff-panel", panel_context(item)),
         ("detail.html#status", {"render": item, "oob_status": True}),
+        ("base.html#closed-alerts", {"closed_alerts": sorted(alerts - _open_alerts(render_id))}),
     )
 
 
@@ -49,7 +59,8 @@ def _answer(
 def attach(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """A render whose submission outcome is unknown did reach the gateway as the task given: poll it from now on."""
     item = access.get_render_for_user(request.user, render_id, access.Need.OPERATE)
-    return _answer(request, item.pk, operator.attach(item.pk, request.POST.get("task_id", "")))
+    alerts = _open_alerts(item.pk)
+    return _answer(request, item.pk, operator.attach(item.pk, request.POST.get("task_id", "")), alerts)
 
 
 @login_required
@@ -64,7 +75,8 @@ def not_sent(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRes
             status=400,
             content_type="text/plain; charset=utf-8",
         )
-    return _answer(request, item.pk, operator.not_sent(item.pk, resubmit=value == "1"))
+    alerts = _open_alerts(item.pk)
+    return _answer(request, item.pk, operator.not_sent(item.pk, resubmit=value == "1"), alerts)
 
 
 @login_required
@@ -72,7 +84,8 @@ def not_sent(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRes
 def recheck(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Ask the gateway about a stalled render (or an unknown one with a task id) now; resume it if it answers."""
     item = access.get_render_for_user(request.user, render_id, access.Need.OPERATE)
-    return _answer(request, item.pk, operator.recheck(item.pk))
+    alerts = _open_alerts(item.pk)
+    return _answer(request, item.pk, operator.recheck(item.pk), alerts)
 
 
 @login_required
