@@ -103,6 +103,7 @@ def test_an_operator_attaches_a_render_from_its_page_and_resolves_an_alert_from_
 
     banner = page.locator(f"#alert-{wallet.pk}")
     expect(banner).to_be_visible()
+    page.evaluate("window.scrollTo(0, 0)")  # the page opened at the staff panel's anchor
     page.screenshot(path=str(shots / "banner.png"))
     banner.locator("[data-testid=resolve-alert]").click()
     expect(banner).to_have_count(0)
