@@ -3,7 +3,8 @@
 Every page, fragment, action and video file goes through these helpers:
 - an outsider (not the author, not in the render's team, or the render is private) gets 404: they cannot tell
   it exists;
-- a member who can see it but lacks the role (or is not the author, for author-only actions) gets 403;
+- a member who can see it but lacks the role (or is not the author, for author-only actions, or is not staff,
+  for the operator actions) gets 403;
 - anonymous users never get here: views are `login_required`, which sends them to the login page; the one
   exception is a render's init image behind a signed, expiring token, for the gateway to fetch.
 Access is computed from the Membership rows on every request, so removing a member takes effect at once.
@@ -26,7 +27,18 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.urls import reverse
 
-from studio.models import ROLE_RANK, LedgerEntry, Membership, Profile, Render, ReviewState, Role, State, Team
+from studio.models import (
+    ROLE_RANK,
+    GatewayAlert,
+    LedgerEntry,
+    Membership,
+    Profile,
+    Render,
+    ReviewState,
+    Role,
+    State,
+    Team,
+)
 from studio.params import BadValue
 
 if TYPE_CHECKING:
@@ -40,6 +52,7 @@ class Need(StrEnum):
     VIEW = "view"  # see it, play it, comment, star, tag, promote, remix, re-run (as one's own render)
     REVIEW = "review"  # approve / request changes / reject: a reviewer or admin of the render's team
     OWN = "own"  # cancel, make private: its author only
+    OPERATE = "operate"  # the operator actions (attach, not sent, recheck): site staff who can see it
 
 
 def membership(user, team_id) -> Membership | None:
@@ -63,7 +76,19 @@ def get_render_for_user(user, render_id, need: Need = Need.VIEW) -> Render:
         raise PermissionDenied("Only its author can do that.")
     if need == Need.REVIEW and not can_review(user, render):
         raise PermissionDenied("Only the team's reviewers can review this render.")
+    if need == Need.OPERATE and not user.is_staff:
+        raise PermissionDenied("Only the studio's operators can do that.")
     return render
+
+
+def get_alert_for_operator(user, alert_id) -> GatewayAlert:
+    """An open or resolved gateway alert, for site staff (else 403; an unknown id is 404)."""
+    if not user.is_staff:
+        raise PermissionDenied("Only the studio's operators can resolve alerts.")
+    alert = GatewayAlert.objects.filter(pk=alert_id).first()
+    if alert is None:
+        raise Http404("No such alert.")
+    return alert
 
 
 def reviewable(render: Render, user_id, reviewer_teams: set) -> bool:

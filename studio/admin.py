@@ -1,12 +1,23 @@
 """Operator views: renders (read-only facts, and the operator actions of studio.lifecycle.operator), gateway
-alerts (resolve them), and the poller lease. Attaching a task id is on the render's detail page and the CLI."""
+alerts (resolve them), and the poller lease. Attaching a task id asks for it on an intermediate page."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 
 from studio.lifecycle import operator
 from studio.models import GatewayAlert, Lease, Render
+
+
+class AttachForm(forms.Form):
+    task_id = forms.CharField(
+        label="Gateway task id",
+        max_length=128,
+        help_text="The id the gateway's task list shows for this render's prompt and time.",
+    )
 
 
 @admin.register(Render)
@@ -24,7 +35,7 @@ class RenderAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    actions = ["recheck", "not_sent", "not_sent_resubmit"]
+    actions = ["attach", "recheck", "not_sent", "not_sent_resubmit"]
 
     def _each(self, request, queryset, act) -> None:
         for render in queryset:
@@ -32,6 +43,37 @@ class RenderAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"{render.pk}: {outcome.message}", "success" if outcome.done else "warning"
             )
+
+    @admin.action(description="Attach to a gateway task…")
+    def attach(self, request, queryset) -> TemplateResponse | None:
+        """Ask for the task id on an intermediate page (Django's pattern for an action with input), then attach."""
+        if len(queryset) != 1:
+            self.message_user(
+                request,
+                "Attach one render at a time: a gateway task belongs to one render.",
+                messages.WARNING,
+            )
+            return None
+        (render,) = queryset
+        form = AttachForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            outcome = operator.attach(render.pk, form.cleaned_data["task_id"])
+            self.message_user(
+                request,
+                f"{render.pk}: {outcome.message}",
+                messages.SUCCESS if outcome.done else messages.WARNING,
+            )
+            return None  # back to the list, which shows the message
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Attach to a gateway task",
+            "opts": self.model._meta,
+            "render": render,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "applies": operator.ATTACH in operator.applicable(render),
+        }
+        return TemplateResponse(request, "admin/studio/render/attach.html", context)
 
     @admin.action(description="Recheck at the gateway now (stalled, or outcome unknown with a task id)")
     def recheck(self, request, queryset) -> None:

@@ -6,7 +6,11 @@ from django.conf import settings
 from django.utils.functional import SimpleLazyObject
 
 from studio import access
+from studio.catalog import MODELS
+from studio.lifecycle import cancel
 from studio.models import GatewayAlert, Membership, Role
+
+ALERTS_SHOWN = 5  # open alerts listed in the staff banner; the rest are counted, with a link to the admin
 
 
 def gateway_banner(request) -> dict:
@@ -14,15 +18,21 @@ def gateway_banner(request) -> dict:
     user = getattr(request, "user", None)
     signed_in = user is not None and user.is_authenticated
     # Lazy: a fragment that shows no banner costs no query.
-    alerts = SimpleLazyObject(
-        lambda: list(GatewayAlert.objects.filter(resolved_at__isnull=True)[:5]) if signed_in else []
+    fetched = SimpleLazyObject(
+        lambda: (
+            list(GatewayAlert.objects.filter(resolved_at__isnull=True)[: ALERTS_SHOWN + 1])
+            if signed_in
+            else []
+        )
     )
+    alerts = SimpleLazyObject(lambda: fetched[:ALERTS_SHOWN])
     return {
         "using_emulator": settings.USING_EMULATOR,
         "gateway_host": settings.BYTESPIKE_BASE_URL,
         "gateway_alerts": alerts,
+        "more_alerts": SimpleLazyObject(lambda: len(fetched) > ALERTS_SHOWN),
         "submissions_paused": SimpleLazyObject(
-            lambda: any(a.kind == GatewayAlert.Kind.CREDENTIALS for a in alerts)
+            lambda: any(a.kind == GatewayAlert.Kind.CREDENTIALS for a in fetched)
         ),
     }
 
@@ -44,3 +54,19 @@ def navigation(request) -> dict:
             lambda: access.to_review(user, team_ids=set(reviews)).count() if reviews else 0
         ),
     }
+
+
+def gateway_capabilities(request) -> dict:
+    """`cancel_unsupported`: the models whose cancel this gateway is known not to support (the card says so instead
+    of offering Cancel). One query for a whole response, however many cards it renders, and none for a response
+    that shows no card: the lazy set is kept on the request, as a response may render several partials."""
+    unsupported = getattr(request, "_studio_cancel_unsupported", None)
+    if unsupported is None:
+        unsupported = SimpleLazyObject(_models_without_cancel)
+        setattr(request, "_studio_cancel_unsupported", unsupported)  # noqa: B010 (not an HttpRequest attribute)
+    return {"cancel_unsupported": unsupported}
+
+
+def _models_without_cancel() -> frozenset[str]:
+    protocols = cancel.unsupported_protocols()
+    return frozenset(key for key, spec in MODELS.items() if str(spec.protocol) in protocols)

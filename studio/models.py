@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from studio import pricing
 from studio.catalog import MODEL_CHOICES, get_model
+from studio.formatting import duration_in_words
 
 
 class State(models.TextChoices):
@@ -238,6 +239,33 @@ class Render(models.Model):
     @property
     def nothing_billed(self) -> bool:
         return self.state in (NOT_BILLED | {State.CANCELLED}) and not self.billed_cost
+
+    @property
+    def waiting_note(self) -> str:
+        """What the owner reads about a render that waits on an operator (submit unknown, stalled), in plain
+        words; empty for every other render. Never the stored error, which may name internals."""
+        held = (
+            "Its estimate stays held, as the gateway may still bill it. An operator has been told and will check "
+            "with the gateway."
+        )
+        if self.state == State.SUBMIT_UNKNOWN:
+            return (
+                "Sending this render to the gateway was cut off, so the studio cannot tell whether the gateway "
+                "received it. It was not sent again, so that it is never paid for twice. "
+                "An operator has been told: they will check with the gateway and either resume it or release "
+                "the money it holds."
+            )
+        if self.state == State.STALLED and self.error_code == "lost":
+            return (
+                f"The gateway stopped reporting on this render, so the studio stopped waiting for it. {held}"
+            )
+        if self.state == State.STALLED:
+            after = duration_in_words(settings.STUDIO_STALL_AFTER_SECONDS)
+            return (
+                f"The gateway had not finished this render after {after}, so the studio stopped waiting for it. "
+                f"{held}"
+            )
+        return ""
 
     @property
     def elapsed(self) -> timedelta:

@@ -144,6 +144,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
                 "studio.context_processors.gateway_banner",
+                "studio.context_processors.gateway_capabilities",
                 "studio.context_processors.navigation",
             ],
         },

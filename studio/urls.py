@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from studio.views import gallery, lineage, money, public, review, teams
+from studio.views import gallery, lineage, money, operator, public, review, teams
 from studio.views import studio as views
 from studio.views.auth import LoginView
 
@@ -25,6 +25,7 @@ urlpatterns = [
     *lineage.urlpatterns,
     *teams.urlpatterns,
     *money.urlpatterns,
+    *operator.urlpatterns,
     *public.urlpatterns,
 ]
 

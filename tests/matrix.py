@@ -35,6 +35,7 @@ class Level(StrEnum):
     MEMBER = "a member of the team"
     ADMIN = "an admin of the team"
     STAFF = "staff only (site operators)"
+    OPERATE = "staff who can see the render (none of the people here: 404 where they cannot see it, else 403)"
 
 
 class Effect(StrEnum):
@@ -43,7 +44,7 @@ class Effect(StrEnum):
     CHANGES = "changes something: POST only, never GET (a link or a prefetch must not change anything)"
 
 
-RENDER_LEVELS = {Level.VIEW, Level.OWN, Level.REVIEW}
+RENDER_LEVELS = {Level.VIEW, Level.OWN, Level.REVIEW, Level.OPERATE}
 TEAM_LEVELS = {Level.MEMBER, Level.ADMIN}
 
 
@@ -104,6 +105,11 @@ LEVELS: dict[str, Rule] = {
     "reconcile": Rule(Level.ADMIN, READS, "money", data=TEAM),
     "rates": Rule(Level.ANY, READS, "money"),
     "rate_set": Rule(Level.STAFF, CHANGES, "money", data={"usd_per_second": "0.2"}),
+    # operator actions (issue 9): the detail page's staff panel and the alerts banner (views/operator.py)
+    "operator_attach": Rule(Level.OPERATE, CHANGES, "operator", data={"task_id": "task-from-the-matrix"}),
+    "operator_not_sent": Rule(Level.OPERATE, CHANGES, "operator", data={"resubmit": "0"}),
+    "operator_recheck": Rule(Level.OPERATE, CHANGES, "operator"),
+    "alert_resolve": Rule(Level.STAFF, CHANGES, "operator"),
 }
 # auth; the gateway's signed init-image URL (no login by design: tests/test_public.py); the admin site (its own
 # namespace) is skipped as a whole
@@ -194,6 +200,10 @@ class World:
             "membership_id": self.teammate_membership.pk,
             "name": "campaign",  # tag_remove: a tag both renders carry
         }
+        if "alert_id" in route.kwargs:
+            from studio.models import GatewayAlert
+
+            values["alert_id"] = GatewayAlert.raise_alert(GatewayAlert.Kind.WALLET, "The wallet is empty.").pk
         if "rate_id" in route.kwargs:
             values["rate_id"] = Rate.objects.get(model="sora2", rate_key="any").pk
         unknown = set(route.kwargs) - set(values)

@@ -70,6 +70,8 @@ def expected(level: Level, person: str, target: str):
         return 404
     if level == Level.VIEW:
         return OK
+    if level == Level.OPERATE:
+        return 403
     if level == Level.OWN:
         return OK if person == "owner" else 403
     return OK if person in ("reviewer", "admin") and target == "shared" else 403  # REVIEW

@@ -28,12 +28,26 @@ from studio.models import GatewayAlert, Render, State
 log = logging.getLogger("studio.lifecycle")
 
 RECHECKABLE = (State.STALLED, State.SUBMIT_UNKNOWN)
+ATTACH, NOT_SENT, RECHECK = "attach", "not_sent", "recheck"
 
 
 @dataclass(frozen=True)
 class Outcome:
     done: bool  # the action changed the render (False: it was not in a state the action applies to)
     message: str
+
+
+def applicable(render: Render) -> frozenset[str]:
+    """The actions that apply to the render as it is now: the conditions of their conditional updates, for the
+    pages that offer them (each action checks again when it runs)."""
+    actions = set()
+    if render.state == State.SUBMIT_UNKNOWN:
+        actions.add(ATTACH)
+        if not render.gateway_task_id:
+            actions.add(NOT_SENT)
+    if render.state in RECHECKABLE and render.gateway_task_id:
+        actions.add(RECHECK)
+    return frozenset(actions)
 
 
 def _close_render_alerts(render_id, *kinds: str) -> None:

@@ -323,6 +323,19 @@ class StuckHold:
             return "Stalled: no news from the gateway, which may yet bill it."
         return "Ended but not settled yet: the next sweep settles it."
 
+    @property
+    def remedy(self) -> str:
+        """What a site operator can do about it (from the render's page, the admin or `manage.py renders`); empty
+        when nothing needs doing."""
+        if self.render.state == State.SUBMIT_UNKNOWN and not self.render.gateway_task_id:
+            return (
+                "Find it in the gateway's task list: attach it to that task (it is polled and settled as usual), "
+                "or mark it not sent (the hold is released, or it is sent again)."
+            )
+        if self.render.state in (State.SUBMIT_UNKNOWN, State.STALLED):
+            return "Recheck it at the gateway (it resumes if the gateway still has it)."
+        return ""
+
 
 def stuck_holds(scope: MoneyScope, limit: int = RECONCILE_LIMIT) -> tuple[list[StuckHold], bool]:
     """Renders that ended (for us) while their hold is neither settled nor released, oldest first: one query."""

@@ -25,6 +25,7 @@ from studio.forms import CommentForm, ReviewForm
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render, State
 from studio.money import ledger
+from studio.views.operator import panel_context
 
 QUEUE_SIZE = 100
 
@@ -71,6 +72,7 @@ def _detail_context(request: AuthenticatedHtmxRequest, item: Render) -> dict:
         "rerun_token": uuid.uuid4(),  # a double-clicked re-run is one render, as in the studio form
         "clip_seconds": _clip_seconds(item),
         "ledger": list(item.ledger.all()),  # what holding, settling or releasing this render cost
+        **(panel_context(item) if request.user.is_staff else {}),
     }
 
 
