@@ -265,15 +265,19 @@ def world(owner, teammate, reviewer, admin, outsider, team, make_user) -> World:
     users = {"owner": owner, "teammate": teammate, "reviewer": reviewer, "admin": admin, "outsider": outsider}
     users["former"] = make_user("fred")
     users["staff"] = make_user("sam", is_staff=True)
+    users["operator"] = make_user("opal", is_staff=True)  # staff who is in the team: sees its renders
     make_user("newbie")  # someone for member_add to add
     former = Membership.objects.create(team=team, user=users["former"], role=Role.ADMIN)
     elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
     Membership.objects.create(team=elsewhere, user=outsider, role=Role.ADMIN)
     do_remove_member(former)  # fred was an admin of the team: now he is nobody there
+    Membership.objects.create(team=team, user=users["operator"], role=Role.MEMBER)
     Rate.objects.get_or_create(model="sora2", rate_key="any", defaults={"usd_per_second": Decimal("0.1")})
     renders = {
         "shared": finished_render(owner, team, SHARED_PROMPT),
         "private": finished_render(owner, team, PRIVATE_PROMPT, private=True),
         "pending": make_render(owner, State.PENDING, team=team, prompt="PENDING-CLIP waiting to be sent"),
+        # the operator actions' render: the studio lost the gateway's answer to its submission
+        "unknown": make_render(owner, State.SUBMIT_UNKNOWN, team=team, prompt="UNKNOWN-CLIP sent, or not?"),
     }
     return World(team, users, renders, Membership.objects.get(team=team, user=teammate))
