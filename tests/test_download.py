@@ -447,6 +447,17 @@ def test_the_file_check_skips_clips_whose_url_expired_long_ago(gateway, owner, q
     assert fresh(render).file_lost_at is None
 
 
+def test_the_file_check_judges_nothing_while_the_media_storage_is_missing(
+    gateway, owner, queue, api, settings
+):
+    render = completed(gateway, owner, queue, api)
+    Render.objects.filter(pk=render.pk).update(result_expires_at=timezone.now() - timedelta(minutes=10))
+    settings.MEDIA_ROOT = str(Path(settings.MEDIA_ROOT).parent / "unmounted")
+
+    assert sweep_files_now()["files_lost"] == 0
+    assert fresh(render).file_lost_at is None
+
+
 # --- D: temporary files no download owns ---------------------------------------------------------------------
 
 

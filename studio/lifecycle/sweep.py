@@ -78,6 +78,8 @@ def check_files(now=None) -> dict:
     is valid (settlement is idempotent: the render settles once), else marked lost with an operator alert."""
     now = now or timezone.now()
     media = Path(settings.MEDIA_ROOT)
+    if not (media / "renders").is_dir():  # storage not mounted (or nothing was ever stored): judge no file
+        return {"files_refetched": 0, "files_lost": 0}
     rows = (
         Render.objects.filter(
             state=State.COMPLETED, file_lost_at__isnull=True, result_expires_at__gt=now - RECENTLY_EXPIRED
