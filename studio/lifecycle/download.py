@@ -188,6 +188,8 @@ def _attempt(render_id, folder: Path, client: GatewayClient | None) -> str:
     finally:
         if own_client:
             client.close()
+    if fetched.restarted:
+        log.info("Render %s: the result server ignored Range; its download started over", render.pk)
     if not fetched.complete:
         return _next_slice(render, hold)
     return _store_clip(render, hold, fetched)
