@@ -1,4 +1,5 @@
-"""`make bench`: how well one poller keeps hundreds of in-flight renders on cadence, and page render times.
+"""`make bench`: how well one poller keeps hundreds of in-flight renders on cadence, page render times, and what
+the full decode check costs on a 20 s 1080p clip.
 
 Runs against a fresh SQLite database in STUDIO_DATA_DIR and an in-process emulator at the real cadence
 (2 s polls). It measures, for every poll, how late it was against the render's scheduled `next_poll_at`.
@@ -204,6 +205,32 @@ def bench_gallery(total: int = 10_000, repeat: int = 10) -> dict:
     return timings
 
 
+def bench_decode_check(repeat: int = 3) -> dict:
+    """The checks a finished download goes through, on a 20 s 1080p clip made by the emulator's renderer."""
+    from studio.emulator.video import render_clip
+    from studio.media import decode_check, extract_poster, probe_video
+
+    with tempfile.TemporaryDirectory(prefix="studio-bench-clip-") as tmp:
+        clip = render_clip(
+            Path(tmp) / "clip.mp4", width=1920, height=1080, duration=20, fps=24, prompt="A 20 s 1080p clip"
+        )
+        timings: dict[str, list[float]] = {"probe": [], "poster": [], "decode": []}
+        for _ in range(repeat):
+            for name, check in (
+                ("probe", lambda: probe_video(clip)),
+                ("poster", lambda: extract_poster(clip, Path(tmp) / "poster.jpg", at_seconds=1.0)),
+                ("decode", lambda: decode_check(clip, timeout=300)),
+            ):
+                t0 = time.perf_counter()
+                check()
+                timings[name].append(time.perf_counter() - t0)
+        size = clip.stat().st_size
+    return {
+        "megabytes": size / 1e6,
+        **{name: statistics.median(runs) * 1000 for name, runs in timings.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--renders", type=int, default=300)
@@ -229,6 +256,11 @@ def main() -> None:
         print(f"Page: {name}: median {ms:.1f} ms")
     for name, ms in bench_gallery().items():
         print(f"Page: {name}: median {ms:.1f} ms")
+    checks = bench_decode_check()
+    print(
+        f"Clip check: 20 s 1080p clip ({checks['megabytes']:.0f} MB): full decode {checks['decode']:.0f} ms "
+        f"(probe {checks['probe']:.0f} ms, poster frame {checks['poster']:.0f} ms), median of 3"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+CLIP_CHECK_SECONDS = 30  # of a download task's time, kept for probing and fully decoding the clip
 
 
 @register()
@@ -46,6 +47,24 @@ def check_gateway_settings(app_configs=None, **kwargs) -> list:
             Error(
                 "STUDIO_POLLER_RUN_SECONDS plus the read timeout must stay below the task timeout.",
                 id="studio.E005",
+            )
+        )
+    slice_, stall = settings.STUDIO_DOWNLOAD_SLICE_SECONDS, settings.STUDIO_DOWNLOAD_STALL_SECONDS
+    if slice_ <= 0 or stall <= 0:
+        errors.append(
+            Error(
+                "STUDIO_DOWNLOAD_SLICE_SECONDS and STUDIO_DOWNLOAD_STALL_SECONDS must be positive.",
+                id="studio.E008",
+            )
+        )
+    elif slice_ + stall + CLIP_CHECK_SECONDS >= q["timeout"]:
+        # A slice can overrun by one stalled read, and checking the whole clip follows in the same task.
+        errors.append(
+            Error(
+                f"STUDIO_DOWNLOAD_SLICE_SECONDS ({slice_:g}) plus STUDIO_DOWNLOAD_STALL_SECONDS ({stall:g}) must "
+                f"leave {CLIP_CHECK_SECONDS} s of the task timeout ({q['timeout']} s) to check the clip, or the "
+                "cluster kills downloads.",
+                id="studio.E009",
             )
         )
     if not 0 < settings.STUDIO_POLL_SCALE <= 1:

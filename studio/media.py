@@ -42,6 +42,10 @@ class MediaError(Exception):
     """A file is not a usable video or image; the message can be shown to the user."""
 
 
+class MediaTimeout(MediaError):
+    """ffmpeg ran out of time: the machine was too busy to tell whether the file is good."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     duration: float  # seconds
@@ -89,7 +93,7 @@ def probe_video(path: Path) -> VideoInfo:
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise MediaError(f"Reading {path.name} took longer than {FFMPEG_TIMEOUT} s.") from exc
+        raise MediaTimeout(f"Reading {path.name} took longer than {FFMPEG_TIMEOUT} s.") from exc
     # ffmpeg always exits non-zero here ("At least one output file must be specified"): judge by
     # what it printed.
     stderr = proc.stderr.decode("utf-8", errors="replace")
@@ -169,6 +173,39 @@ def extract_poster(video: Path, out: Path, at_seconds: float = 0.5) -> None:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def decode_check(path: Path, timeout: float = FFMPEG_TIMEOUT) -> None:
+    """Decode every frame of every stream of ``path``, stopping at the first decoding error.
+
+    A probe and one poster frame read the header and the first frames only; a clip damaged in the middle
+    ("Invalid NAL unit size") passes both. ``-xerror`` makes ffmpeg exit non-zero on the first error, which
+    it otherwise only prints. Raises MediaError (MediaTimeout when it took longer than ``timeout``).
+    """
+    path = Path(path)
+    cmd = [
+        *(imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-xerror"),
+        *("-i", _ffmpeg_input(path), "-f", "null", "-"),
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise MediaTimeout(f"Decoding {path.name} took longer than {timeout:g} s.") from exc
+    if proc.returncode != 0:
+        raise MediaError(
+            f"{path.name} does not decode ({_first_error(proc.stderr.decode('utf-8', 'replace'))})."
+        )
+
+
+_CONTEXT_PREFIX = re.compile(r"^(?:\[[^\]]*@ 0x[0-9a-f]+\]\s*)+")
+
+
+def _first_error(stderr: str) -> str:
+    """ffmpeg's first complaint without its "[h264 @ 0x55f5...]" prefixes: the cause, not the aftermath."""
+    for line in stderr.splitlines():
+        if line.strip():
+            return _CONTEXT_PREFIX.sub("", line.strip())[:200]
+    return "ffmpeg printed nothing"
 
 
 def looks_like_mp4(head: bytes) -> bool:

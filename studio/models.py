@@ -238,7 +238,24 @@ class Render(models.Model):
 
     @property
     def nothing_billed(self) -> bool:
-        return self.state in (NOT_BILLED | {State.CANCELLED}) and not self.billed_cost
+        # A clip the gateway completed was billed, even when it reported no bill and the download failed after.
+        return (
+            self.state in (NOT_BILLED | {State.CANCELLED})
+            and not self.billed_cost
+            and self.gateway_completed_at is None
+        )
+
+    @property
+    def file_note(self) -> str:
+        """What the card says when a finished clip's file is not there to play ("" when it is, or never was)."""
+        if self.file_lost_at:
+            return (
+                "The clip's file is gone, and the gateway's copy could not be downloaded again. "
+                "It was billed; an operator has been told."
+            )
+        if self.state == State.DOWNLOADING and self.video:
+            return "The clip's file went missing; it is being downloaded again from the gateway."
+        return ""
 
     @property
     def waiting_note(self) -> str:

@@ -250,6 +250,13 @@ STUDIO_POLLER_RUN_SECONDS = envint(
     "STUDIO_POLLER_RUN_SECONDS", 15
 )  # then it hands over: short graceful stops
 STUDIO_POLLER_THREADS = envint("STUDIO_POLLER_THREADS", 16)
+# A download task stops after a slice and queues itself to go on from the bytes on disk (HTTP Range), so no
+# task outlives the cluster's timeout; a download fails only when no byte arrives for the stall time.
+STUDIO_DOWNLOAD_SLICE_SECONDS = envfloat("STUDIO_DOWNLOAD_SLICE_SECONDS", 30.0)
+STUDIO_DOWNLOAD_STALL_SECONDS = envfloat("STUDIO_DOWNLOAD_STALL_SECONDS", 20.0)
+STUDIO_DAMAGED_DOWNLOADS = envint(
+    "STUDIO_DAMAGED_DOWNLOADS", 3
+)  # clips that fail the full decode, then failed
 
 # --- django-q2: ORM broker by default, Redis when REDIS_URL is set -----------------------------------------
 Q_CLUSTER: dict = {

@@ -4,7 +4,8 @@
   GET /v1/videos/tasks/{id}, POST /v1/videos/tasks/{id}/cancel (assumed path).
 - tasks API (`sora-2-pro`, `x-api-key`): POST /v1/tasks/submit, GET /v1/tasks/query?task_id=,
   POST /v1/tasks/cancel (assumed path).
-- Pre-signed results: GET /files/{task_id}.mp4?expires=&sig= (no credential; 403 once expired or tampered).
+- Pre-signed results: GET /files/{task_id}.mp4?expires=&sig= (no credential; 403 once expired or tampered),
+  answering a single `Range: bytes=` with 206 (416 past the end), as a CDN does.
 - Test controls (no auth) under /_emulator/: see controls.py.
 
 The handler reads the request, checks the credential, consumes any queued fault and acts it out, and leaves
@@ -60,6 +61,7 @@ class Emulator:
         self.store = TaskStore(self.config, self.data_dir)
         self.clips_dir = self.store.clips_dir
         self.faults = Faults()
+        self._file_log: list[dict] = []
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -171,6 +173,16 @@ class Emulator:
 
     def pending_faults(self) -> dict[str, int]:
         return self.faults.pending()
+
+    def log_file_request(self, entry: dict) -> None:
+        """Remember a result-file request; the handler keeps updating `entry` (bytes sent) as it streams."""
+        with self._lock:
+            self._file_log.append(entry)
+
+    def file_requests(self, task_id: str | None = None) -> list[dict]:
+        """Every result-file GET so far (of one task): its Range header, status, first byte and bytes sent."""
+        with self._lock:
+            return [dict(e) for e in self._file_log if task_id is None or e["task_id"] == task_id]
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -466,27 +478,104 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         expires, sig = (query.get(name, [""])[0] for name in ("expires", "sig"))
         path = self.emu.store.signed_clip(task_id, expires, sig)
         size = path.stat().st_size
-        self.send_response(200)
+        header = self.headers.get("Range") or ""
+        wanted = None if kind == "ignore_range" else parse_range(header, size)
+        entry = {"task_id": task_id, "range": header, "kind": kind, "start": 0, "sent": 0, "status": 200}
+        self.emu.log_file_request(entry)
+        headers = {"Cache-Control": "private, max-age=0", "Accept-Ranges": "bytes"}
+        if kind == "ignore_range":
+            headers["Accept-Ranges"] = "none"
+        if wanted == UNSATISFIABLE:
+            entry["status"] = 416
+            self._send(416, b"", "text/plain", {**headers, "Content-Range": f"bytes */{size}"})
+            return
+        start, end = wanted if isinstance(wanted, tuple) else (0, size - 1)
+        status = 206 if isinstance(wanted, tuple) else 200
+        entry.update(status=status, start=start)
+        self.send_response(status)
         self.send_header("Content-Type", "video/mp4")
-        self.send_header("Content-Length", str(size))
-        self.send_header("Cache-Control", "private, max-age=0")
-        self.send_header("Accept-Ranges", "none")
+        self.send_header("Content-Length", str(end - start + 1))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
         if self.command == "HEAD":
-            self._log(200)
+            self._log(status)
             return
-        limit = size // 2 if kind == "truncate" else size
-        sent = 0
+        self._stream_clip(path, start, end - start + 1, kind, fault or {}, entry)
+
+    def _stream_clip(self, path: Path, start: int, length: int, kind, fault: dict, entry: dict) -> None:
+        """Write `length` bytes of the clip from `start`, acting out a result fault on the way."""
+        limit = length
+        if kind == "truncate":
+            limit = length // 2
+        elif kind in ("cut", "stall"):
+            limit = min(length, int(fault.get("after", length // 2)))
+        rate = int(fault.get("rate", 0)) if kind == "trickle" else 0
+        piece = max(1, rate // 10) if rate else FILE_CHUNK
+        damaged = damaged_span(path.stat().st_size) if kind == "damaged" else None
         with path.open("rb") as handle:
-            while sent < limit:
-                chunk = handle.read(min(FILE_CHUNK, limit - sent))
+            handle.seek(start)
+            while entry["sent"] < limit:
+                offset = start + entry["sent"]
+                chunk = handle.read(min(piece, limit - entry["sent"]))
                 if not chunk:
                     break
+                if damaged is not None:
+                    chunk = zero_span(chunk, offset, damaged)
                 self.wfile.write(chunk)
-                sent += len(chunk)
-        if kind == "truncate":
+                entry["sent"] += len(chunk)
+                if rate:
+                    self.wfile.flush()
+                    time.sleep(len(chunk) / rate)
+        if kind == "stall":
+            self.wfile.flush()
+            time.sleep(float(fault.get("seconds", 30)))
+        if limit < length:
             self.wfile.flush()
             self.close_connection = True
-            self._log("200-truncated")
+            self._log(f"{entry['status']}-{kind}")
             return
-        self._log(200)
+        self._log(entry["status"])
+
+
+UNSATISFIABLE = "unsatisfiable"
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+def parse_range(header: str, size: int):
+    """(first, last) of a single `bytes` range, UNSATISFIABLE, or None to answer the whole file."""
+    match = _RANGE.match(header or "")
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.groups()
+    if first == "":  # the last N bytes
+        suffix = int(last)
+        if suffix == 0:
+            return UNSATISFIABLE
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if last and int(last) < start:
+        return None  # invalid: ignored, the whole file is served
+    if start >= size:
+        return UNSATISFIABLE
+    return start, end
+
+
+DAMAGE_BYTES = 4096
+
+
+def damaged_span(size: int) -> tuple[int, int]:
+    """Where a damaged copy is zeroed: 4 KB in the middle, which a probe and a first-frame grab never read."""
+    middle = size // 2
+    return middle, min(size, middle + DAMAGE_BYTES)
+
+
+def zero_span(chunk: bytes, offset: int, span: tuple[int, int]) -> bytes:
+    """`chunk` (at `offset` in the file) with the bytes inside `span` zeroed."""
+    lo, hi = max(span[0], offset), min(span[1], offset + len(chunk))
+    if lo >= hi:
+        return chunk
+    return chunk[: lo - offset] + bytes(hi - lo) + chunk[hi - offset :]

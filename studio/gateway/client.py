@@ -14,7 +14,10 @@ import email.utils
 import logging
 import math
 import os
+import re
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -398,6 +401,39 @@ class Downloaded:
     content_type: str
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """Where a resumable download stands after one call of `GatewayClient.fetch`."""
+
+    path: Path  # the partial file: never served; the caller renames it into place once it is complete
+    size: int  # bytes in it now
+    complete: bool  # the whole result is in it (False: the call's time slice ended first)
+    content_type: str
+    resumed_from: int  # bytes already on disk that this call kept and appended to (0: from the start)
+    restarted: bool  # bytes were on disk but could not be resumed (the server ignored Range): started over
+
+
+class _StartOver(Exception):
+    """The bytes on disk cannot be resumed from: discard them and ask for the whole result."""
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, complete length) of a Content-Range header: "bytes 100-199/1000", "bytes */1000"."""
+    match = re.fullmatch(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", value or "", re.IGNORECASE)
+    if match is None:
+        return None, None
+    first, total = match.groups()
+    return (int(first) if first else None), (int(total) if total and total != "*" else None)
+
+
+def _read_head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(16)
+    except FileNotFoundError:
+        return b""
+
+
 class GatewayClient:
     """Talks to the configured gateway (the emulator when no API key is set)."""
 
@@ -460,58 +496,158 @@ class GatewayClient:
             )
 
     def download(self, url: str, dest_dir: Path, *, max_bytes: int) -> Downloaded:
-        """Stream a result to a temporary file in `dest_dir`, size-capped and checked to be an MP4."""
+        """Stream a whole result to a fresh temporary file in `dest_dir` in one go (nothing is left on failure)."""
         dest_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=dest_dir)
+        os.close(fd)
+        path = Path(name)
+        try:
+            fetched = self.fetch(url, path, max_bytes=max_bytes)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Downloaded(path=path, size=fetched.size, content_type=fetched.content_type)
+
+    def fetch(
+        self,
+        url: str,
+        part: Path,
+        *,
+        max_bytes: int,
+        stall_seconds: float | None = None,
+        deadline: float | None = None,
+        on_bytes: Callable[[int], object] | None = None,
+    ) -> Fetched:
+        """Download a result into `part`, resuming with `Range: bytes=N-` from the N bytes already in it.
+
+        Returns once the whole result is in `part` or, with `deadline` (a `time.monotonic()` value), when the
+        deadline passes first (`complete` False: call again to go on). No byte for `stall_seconds` is a stall.
+        A stall or a cut connection raises a retryable DownloadError and keeps `part` for the next call;
+        content that can never be right (over the cap, not an MP4) is deleted. `on_bytes(size)` is called as
+        bytes arrive: an exception it raises stops the download and keeps `part`.
+        """
+        part.parent.mkdir(parents=True, exist_ok=True)
+        stall = float(stall_seconds or settings.STUDIO_DOWNLOAD_STALL_SECONDS)
+        timeout = httpx.Timeout(stall, connect=self.files.timeout.connect)
+        offset = part.stat().st_size if part.exists() else 0
+        if offset > max_bytes or (offset >= 16 and not looks_like_mp4(_read_head(part))):
+            part.unlink()  # not the start of a result we could keep: start over
+            offset = 0
+        kept = offset
+        for _ in range(2):  # the second pass only starts over from zero
+            try:
+                fetched = self._fetch_from(url, part, offset, max_bytes, timeout, deadline, on_bytes)
+            except _StartOver:
+                part.unlink(missing_ok=True)
+                offset = 0
+                continue
+            restarted = kept > 0 and fetched.resumed_from == 0
+            return Fetched(
+                path=part,
+                size=fetched.size,
+                complete=fetched.complete,
+                content_type=fetched.content_type,
+                resumed_from=fetched.resumed_from,
+                restarted=restarted,
+            )
+        raise DownloadError("The result server answered the resumed download inconsistently.")
+
+    def _fetch_from(
+        self, url, part: Path, offset: int, max_bytes: int, timeout, deadline, on_bytes
+    ) -> Fetched:
+        """One request (following checked redirects) for the bytes from `offset` on."""
         for _ in range(MAX_REDIRECTS + 1):
             self.check_result_url(url)
+            # identity: the byte offsets of Range and the bytes written are those of the file itself.
+            headers = {"Accept-Encoding": "identity"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
             try:
-                # identity: the declared length is then the length of the bytes written (no decoding).
-                with self.files.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
+                with self.files.stream("GET", url, headers=headers, timeout=timeout) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
-                    if response.status_code in (401, 403, 410):
-                        raise DownloadError(
-                            f"The result URL was refused ({response.status_code}).", expired=True
-                        )
-                    if response.status_code != 200:
-                        raise DownloadError(f"The result download failed ({response.status_code}).")
-                    try:
-                        declared = int(response.headers.get("content-length") or 0)
-                    except ValueError:
-                        declared = 0
-                    if declared > max_bytes:
-                        raise DownloadError(
-                            f"The result is {declared} bytes, over the {max_bytes}-byte cap.", permanent=True
-                        )
-                    return self._stream_to_file(response, dest_dir, max_bytes, declared, looks_like_mp4)
+                    return self._receive(response, part, offset, max_bytes, deadline, on_bytes)
+            except httpx.ReadTimeout as exc:
+                raise DownloadError(f"The result download stalled: no bytes for {timeout.read:g} s.") from exc
             except httpx.RequestError as exc:
                 raise DownloadError(f"The result download was interrupted ({type(exc).__name__}).") from exc
         raise DownloadError("Too many redirects for the result download.", permanent=True)
 
-    @staticmethod
-    def _stream_to_file(response, dest_dir: Path, max_bytes: int, declared: int, sniff) -> Downloaded:
-        fd, name = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=dest_dir)
-        path = Path(name)
-        size = 0
-        head = b""
+    def _receive(self, response, part: Path, offset: int, max_bytes: int, deadline, on_bytes) -> Fetched:
+        """Act on the answer to a (ranged) GET: append a 206, start over on a 200, settle a 416."""
+        status = response.status_code
+        content_type = response.headers.get("content-type", "")
+        if status in (401, 403, 410):
+            raise DownloadError(f"The result URL was refused ({status}).", expired=True)
+        first, total = _content_range(response.headers.get("content-range"))
+        if status == 416:
+            if offset and total == offset:  # everything is already on disk
+                return Fetched(part, offset, True, content_type, offset, False)
+            raise _StartOver
+        if status == 206:
+            if first != offset:
+                raise _StartOver
+        elif status == 200:
+            offset = 0  # the server ignored Range (or none was sent): the body is the whole result
+            total = None
+        else:
+            raise DownloadError(f"The result download failed ({status}).")
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        resumable = encoding in ("", "identity")
+        if not resumable and offset:
+            raise _StartOver  # encoded bytes cannot be appended to the file's own
         try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in response.iter_bytes(CHUNK):
+            declared = int(response.headers.get("content-length") or 0)
+        except ValueError:
+            declared = 0
+        expected = total if total is not None else (offset + declared if declared else None)
+        if expected is not None and expected > max_bytes:
+            part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"The result is {expected} bytes, over the {max_bytes}-byte cap.", permanent=True
+            )
+        return self._append(response, part, offset, expected, max_bytes, deadline, on_bytes, resumable)
+
+    @staticmethod
+    def _append(
+        response, part: Path, offset: int, expected, max_bytes, deadline, on_bytes, resumable
+    ) -> Fetched:
+        content_type = response.headers.get("content-type", "")
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if offset else os.O_TRUNC)
+        head = _read_head(part) if offset else b""
+        size = offset
+        try:
+            with os.fdopen(os.open(part, flags, 0o600), "ab" if offset else "wb") as out:
+                # Without a content coding the decoded bytes are the file's own, so offsets match Range's.
+                for chunk in response.iter_bytes():
                     size += len(chunk)
                     if size > max_bytes:
                         raise DownloadError(f"The result exceeds the {max_bytes}-byte cap.", permanent=True)
                     if len(head) < 16:
-                        head += chunk[:16]
+                        head += chunk[: 16 - len(head)]
+                        if len(head) >= 16 and not looks_like_mp4(head):
+                            raise DownloadError(
+                                f"The result is not an MP4 video (it is {content_type or 'unknown'})."
+                            )
                     out.write(chunk)
-            # Bytes on the wire, before any content decoding (0 when the body was read in advance).
-            received = response.num_bytes_downloaded or size
-            if declared and received != declared:
-                raise DownloadError(f"The result was truncated ({received} of {declared} bytes).")
-            if not sniff(head):
-                content_type = response.headers.get("content-type", "unknown")
-                raise DownloadError(f"The result is not an MP4 video (it is {content_type}).")
-        except BaseException:
-            path.unlink(missing_ok=True)
+                    if on_bytes is not None:
+                        on_bytes(size)
+                    if deadline is not None and time.monotonic() >= deadline and size != expected:
+                        return Fetched(part, size, False, content_type, offset, False)
+        except DownloadError:
+            part.unlink(missing_ok=True)  # over the cap or not a video: nothing of it is worth keeping
             raise
-        return Downloaded(path=path, size=size, content_type=response.headers.get("content-type", ""))
+        except OSError:
+            part.unlink(missing_ok=True)  # a full disk: give the space back
+            raise
+        except httpx.RequestError:
+            if not resumable:
+                part.unlink(missing_ok=True)
+            raise
+        if expected is not None and size != expected:
+            raise DownloadError(f"The result was truncated ({size} of {expected} bytes).")
+        if not looks_like_mp4(head):
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"The result is not an MP4 video (it is {content_type or 'unknown'}).")
+        return Fetched(part, size, True, content_type, offset, False)

@@ -64,10 +64,12 @@ def due_work(now) -> tuple[list, list, list]:
 
 
 def poller_has_work() -> bool:
-    """Whether anything needs the poller: tasks at the gateway, submissions to (re)send, downloads to retry."""
+    """Whether anything needs the poller: tasks at the gateway, submissions to (re)send, downloads to retry, and
+    downloads in progress (its sweep takes one up again the moment its worker dies and its lease lapses)."""
     return Render.objects.filter(
         Q(state__in=[State.PENDING, State.SUBMITTING, *AT_GATEWAY])
         | Q(state=State.DOWNLOADING, next_attempt_at__isnull=False)
+        | Q(state=State.DOWNLOADING, lease_until__isnull=False)
     ).exists()
 
 

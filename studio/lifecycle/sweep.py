@@ -1,17 +1,33 @@
-"""The sweep: revive anything stuck, from the database alone (a lost task, a dead poller, a restart)."""
+"""The sweep: revive anything stuck, from the database alone (a lost task, a dead poller, a restart).
+
+Besides the database it looks at the media files, at most once a minute and once every ten minutes: a finished
+clip whose file went missing is fetched again while its URL is valid (else marked lost, with an alert), and
+temporary files no running download owns (a killed worker's) are removed.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from studio import queue
+from studio.lifecycle.download import PART, alert_file_lost, is_temporary, remove_temporary
 from studio.lifecycle.transitions import advance
-from studio.models import IN_FLIGHT, GatewayAlert, Render, State
+from studio.models import IN_FLIGHT, GatewayAlert, Lease, Render, State
 from studio.money import ledger
+
+FILE_CHECK_LEASE, FILE_CHECK_EVERY = "sweep-files", 60  # seconds
+TEMP_SWEEP_LEASE, TEMP_SWEEP_EVERY = "sweep-temp", 600
+FILE_CHECK_BATCH = 2000
+# A clip whose URL expired this recently is still checked once more: a file lost just before is then marked lost.
+RECENTLY_EXPIRED = timedelta(hours=1)
 
 
 def sweep() -> dict:
@@ -30,12 +46,15 @@ def sweep() -> dict:
                 GatewayAlert.Kind.SUBMIT_UNKNOWN, f"Render {render.pk}: {message}", render=render
             )
             unknown += 1
-    # A download task is queued the moment a render completes; one that has not started in two minutes was lost.
-    stuck_downloads = Render.objects.filter(
-        state=State.DOWNLOADING, next_attempt_at__isnull=True, updated_at__lt=now - timedelta(minutes=2)
-    ).filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    # A download task is queued the moment a render completes (or a slice ends); one that has not started in two
+    # minutes was lost. One whose lease lapsed was running when its worker died: it resumes at once.
+    stuck_downloads = Render.objects.filter(state=State.DOWNLOADING, next_attempt_at__isnull=True).filter(
+        Q(lease_until__isnull=True, updated_at__lt=now - timedelta(minutes=2)) | Q(lease_until__lt=now)
+    )
     revived = stuck_downloads.update(next_attempt_at=now)
     settled = ledger.settle_missing()
+    files = check_files(now) if _due(FILE_CHECK_LEASE, FILE_CHECK_EVERY) else {}
+    orphans = remove_orphans() if _due(TEMP_SWEEP_LEASE, TEMP_SWEEP_EVERY) else 0
     in_flight = Render.objects.filter(state__in=IN_FLIGHT).exists()
     if in_flight:
         queue.ensure_poller()
@@ -44,4 +63,94 @@ def sweep() -> dict:
         "downloads_revived": revived,
         "settled": settled,
         "in_flight": in_flight,
+        **files,
+        "temporary_files_removed": orphans,
     }
+
+
+def _due(name: str, seconds: float) -> bool:
+    """True at most once every `seconds` across every process: a lease taken and never released."""
+    return Lease.acquire(name, uuid.uuid4().hex, seconds)
+
+
+def check_files(now=None) -> dict:
+    """Finished clips whose file is missing or not the size downloaded: fetched again while the gateway's URL
+    is valid (settlement is idempotent: the render settles once), else marked lost with an operator alert."""
+    now = now or timezone.now()
+    media = Path(settings.MEDIA_ROOT)
+    if not (media / "renders").is_dir():  # storage not mounted (or nothing was ever stored): judge no file
+        return {"files_refetched": 0, "files_lost": 0}
+    rows = (
+        Render.objects.filter(
+            state=State.COMPLETED, file_lost_at__isnull=True, result_expires_at__gt=now - RECENTLY_EXPIRED
+        )
+        .exclude(video="")
+        .order_by("-finished_at")
+        .values_list("pk", "video", "video_bytes", "result_expires_at")[:FILE_CHECK_BATCH]
+    )
+    refetched = lost = 0
+    for pk, video, size, expires in rows:
+        try:
+            actual = (media / video).stat().st_size
+        except FileNotFoundError:
+            actual = None
+        if actual is not None and (size is None or actual == size):
+            continue
+        if expires and expires > now:
+            if advance(
+                pk,
+                State.COMPLETED,
+                State.DOWNLOADING,
+                where=Q(file_lost_at__isnull=True),
+                lease_until=None,
+                next_attempt_at=None,
+                download_attempts=0,
+                damaged_downloads=0,
+                error="The clip's file went missing; downloading it again from the gateway.",
+                error_code="refetch",
+            ):
+                queue.enqueue("download_render", pk)
+                refetched += 1
+            continue
+        reason = "the gateway's link to it had expired"
+        if Render.objects.filter(pk=pk, state=State.COMPLETED, file_lost_at__isnull=True).update(
+            file_lost_at=now,
+            error=f"The clip's file is gone and could not be downloaded again: {reason}.",
+            error_code="file_lost",
+        ):
+            alert_file_lost(Render.objects.get(pk=pk), reason)
+            lost += 1
+    return {"files_refetched": refetched, "files_lost": lost}
+
+
+def remove_orphans() -> int:
+    """Remove temporary files no running download owns, in every render's folder: those of renders that are
+    no longer downloading, and, of a download no attempt holds now, all but the partial clip it resumes."""
+    root = Path(settings.MEDIA_ROOT) / "renders"
+    found: dict[uuid.UUID, Path] = {}
+    with contextlib.suppress(FileNotFoundError), os.scandir(root) as folders:
+        for entry in folders:
+            with contextlib.suppress(ValueError):
+                render_id = uuid.UUID(entry.name)
+                if entry.is_dir(follow_symlinks=False) and _has_temporary(Path(entry.path)):
+                    found[render_id] = Path(entry.path)
+    if not found:
+        return 0
+    now = timezone.now()
+    downloading = dict(
+        Render.objects.filter(pk__in=list(found), state=State.DOWNLOADING).values_list("pk", "lease_until")
+    )
+    removed = 0
+    for render_id, folder in found.items():
+        if render_id not in downloading:
+            removed += remove_temporary(folder)
+            continue
+        lease_until = downloading[render_id]
+        if lease_until is None or lease_until < now:  # no attempt holds it: keep only what the next resumes
+            removed += remove_temporary(folder, keep=(PART,))
+    return removed
+
+
+def _has_temporary(folder: Path) -> bool:
+    with os.scandir(folder) as entries:
+        return any(entry.is_file(follow_symlinks=False) and is_temporary(entry.name) for entry in entries)
