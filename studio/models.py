@@ -246,6 +246,11 @@ class Render(models.Model):
         )
 
     @property
+    def playable(self) -> bool:
+        """Whether the page may offer the clip: finished, stored, and not known to be lost."""
+        return self.state == State.COMPLETED and bool(self.video) and self.file_lost_at is None
+
+    @property
     def file_note(self) -> str:
         """What the card says when a finished clip's file is not there to play ("" when it is, or never was)."""
         if self.file_lost_at:

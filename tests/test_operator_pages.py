@@ -577,3 +577,23 @@ def test_a_stranded_submission_swept_to_unknown_shows_the_plain_words(crew, queu
     text = text_of(card_html(client_for(crew["owner"]), render))
     assert "An operator has been told" in text
     assert "The studio stopped while submitting" not in text
+
+
+def test_a_finished_clip_whose_file_is_lost_says_so_and_offers_no_player(crew):
+    render = make_render(
+        crew["owner"],
+        crew["team"],
+        state=State.COMPLETED,
+        video="renders/gone/clip.mp4",
+        finished_at=timezone.now(),
+        file_lost_at=timezone.now(),
+    )
+    owner = client_for(crew["owner"])
+
+    card, detail = card_html(owner, render), detail_html(owner, render)
+
+    for html in (card, detail):
+        assert "The clip's file is gone" in text_of(html)
+        assert "<video" not in html
+    Render.objects.filter(pk=render.pk).update(file_lost_at=None)
+    assert "<video" in card_html(owner, render)  # the same card plays a clip that is there
