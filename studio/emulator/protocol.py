@@ -28,6 +28,9 @@ TASKS = "tasks"
 SORA2_RATE = 0.10  # credits per generated second
 PRO_RATE_1080P = 0.23125  # the Pro page's example: 8 s at 1080p = 1.85 credits
 PRO_RATE_720P = round(PRO_RATE_1080P * 0.6, 6)  # 0.13875
+# The emulator keeps its own copy of the pages' facts (durations, sizes, Pro frame sizes, ...) on purpose, though
+# studio/catalog.py holds the same: it stands in for an independent gateway written from the two pages, so a
+# mistake in the studio's catalog shows up as a refusal here instead of being shared by both sides.
 SORA2_DURATIONS = (5, 10, 15)
 PRO_DURATIONS = range(1, 21)
 SORA2_SIZES = ("1280x720", "1920x1080")

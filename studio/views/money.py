@@ -62,13 +62,18 @@ def _members(team) -> list:
 # --- spend and the ledger -------------------------------------------------------------------------------------
 
 
+def _scope_and_month(request: AuthenticatedHtmxRequest) -> tuple[access.MoneyScope, params.Month]:
+    """Whose money and which month the query string asks for (BadValue, answered 400, when it cannot say)."""
+    scope = access.money_scope_for_user(request.user, request.GET.get("team", ""))
+    return scope, params.parse_month(request.GET.get("month"))
+
+
 @login_required
 @require_safe
 @answers_400
 def spend(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """A team's (or one's personal) spend for a month: totals, a chart per day, tables, budget bars."""
-    scope = access.money_scope_for_user(request.user, request.GET.get("team", ""))
-    month = params.parse_month(request.GET.get("month"))
+    scope, month = _scope_and_month(request)
     members = _members(scope.team) if scope.team is not None and scope.sees_everyone else None
     report = reports.spend_report(scope, month, members)
     return render(request, "spend.html", {"report": report, **_nav(scope, month, "spend")})
@@ -86,8 +91,7 @@ class _Echo:
 @answers_400
 def ledger_csv(request: AuthenticatedHtmxRequest) -> StreamingHttpResponse:
     """The month's ledger as CSV, streamed: every entry for team admins, one's own for other members."""
-    scope = access.money_scope_for_user(request.user, request.GET.get("team", ""))
-    month = params.parse_month(request.GET.get("month"))
+    scope, month = _scope_and_month(request)
     writer = csv.writer(_Echo())
     name = f"ledger-{scope.team.slug if scope.team else 'personal'}-{month.param}.csv"
     response = StreamingHttpResponse(
