@@ -2,7 +2,8 @@
 
 A fault is `op` plus either `status=<int>` (answer with that error; `retry_after`, `code`, `message` optional)
 or `kind=` one of FAULT_KINDS[op], whose behaviour the HTTP handler acts out (hang, drop, slow, malformed,
-status, truncate, wrong_type, redirect). The `task` op makes the next created task fail when it would finish.
+status, truncate, wrong_type, redirect; a slow result spreads the clip's bytes over `seconds`). The `task` op
+makes the next created task fail when it would finish.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ FAULT_KINDS = {
     "submit": ("hang", "drop"),
     "poll": ("slow", "malformed", "status"),
     "task": (),
-    "result": ("truncate", "wrong_type", "redirect"),
+    "result": ("truncate", "wrong_type", "redirect", "slow"),
     "cancel": (),
 }
 

@@ -37,6 +37,7 @@ log = logging.getLogger("studio.emulator")
 
 MAX_BODY = 32 * 1024 * 1024
 FILE_CHUNK = 64 * 1024
+SLOW_PIECES = 20
 _HOST_HEADER = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
 
@@ -476,14 +477,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._log(200)
             return
         limit = size // 2 if kind == "truncate" else size
+        # A slow result sends the clip in SLOW_PIECES pieces over `seconds`: a download that takes a while.
+        piece = max(1, -(-limit // SLOW_PIECES)) if kind == "slow" else FILE_CHUNK
+        pause = float(fault.get("seconds", 5)) / SLOW_PIECES if kind == "slow" and fault else 0.0
         sent = 0
         with path.open("rb") as handle:
             while sent < limit:
-                chunk = handle.read(min(FILE_CHUNK, limit - sent))
+                chunk = handle.read(min(piece, limit - sent))
                 if not chunk:
                     break
                 self.wfile.write(chunk)
                 sent += len(chunk)
+                if pause:
+                    self.wfile.flush()
+                    time.sleep(pause)
         if kind == "truncate":
             self.wfile.flush()
             self.close_connection = True
