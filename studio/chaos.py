@@ -204,6 +204,18 @@ class Backend:
             env["REDIS_URL"] = self.opts.redis_url  # one Redis database: each run has its own queue name
         return run_dir, env
 
+    def tidy(self) -> None:
+        """Drop the extra job slots' databases; the first slot's (the --pg-url's) keeps the last run there."""
+        if self.name != "postgres":
+            return
+        from psycopg import sql
+
+        conn, _ = _pg_admin(self.opts.pg_url)
+        with conn:
+            for slot in range(1, self.opts.jobs):
+                name = sql.Identifier(self._pg_name(slot))
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+
     def forget_queue(self, env: dict[str, str]) -> None:
         """Remove the run's own keys from Redis (each run has its own queue name, so runs never share one)."""
         if self.name != "postgres":
@@ -370,6 +382,8 @@ def run(opts: Options) -> int:
     with ThreadPoolExecutor(opts.jobs) as pool:
         for future in [pool.submit(one, name, index) for name, index in work]:
             future.result()
+    for backend in backends.values():
+        backend.tidy()
     overall = _empty()
     for total in totals.values():
         for key, value in total.items():
@@ -703,6 +717,7 @@ class ChildRun:
         double_settled = sum(row["n"] - 1 for row in outcomes)
         unsettled = self.unsettled()
         problems += [f"render {pk} ended but still holds its estimate" for pk in unsettled]
+        self.record(renders)
         media = Path(settings.MEDIA_ROOT)
         leftovers = sorted({*media.rglob("*.part"), *media.rglob(".poster-*")}) if media.exists() else []
         problems += [f"leftover {path.relative_to(media)}" for path in leftovers]
@@ -720,6 +735,31 @@ class ChildRun:
             "errors": 0,
             "problems": problems,
         }
+
+    def record(self, renders: dict) -> None:
+        """Keep what the database says of each render beside the run's logs (its database is dropped later)."""
+        from studio.models import LedgerEntry
+
+        ledger: dict[Any, list] = {}
+        for entry in LedgerEntry.objects.filter(render__in=renders.values()):
+            ledger.setdefault(entry.render_id, []).append(
+                f"{entry.kind} ${entry.amount} {entry.note}".strip()
+            )
+        rows = [
+            {
+                "marker": planned.marker,
+                "model": planned.data.get("model"),
+                "id": str(planned.render_id),
+                "state": renders[planned.render_id].state,
+                "error": renders[planned.render_id].error,
+                "gateway_task_id": renders[planned.render_id].gateway_task_id,
+                "submit_attempts": renders[planned.render_id].submit_attempts,
+                "download_attempts": renders[planned.render_id].download_attempts,
+                "ledger": ledger.get(planned.render_id, []),
+            }
+            for planned in self.plan
+        ]
+        (self.run_dir / "renders.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
 
 
 def _unplayable(media: Path, render) -> str:
