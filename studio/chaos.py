@@ -17,9 +17,13 @@ prompt it was sent with: each render's prompt starts with its own marker):
 - leftover temporary files: `*.part` and `.poster-*` under the media directory once everything ended
 
 Backends: `sqlite` (SQLite + django-q2's ORM broker) and `postgres` (PostgreSQL + Redis). The PostgreSQL
-database is dropped and created again for every run: its name must contain "chaos".
+database is dropped and created again for every run: its name must contain "chaos" (with --jobs, the extra slots
+use NAME_1, NAME_2... beside it, dropped at the end). Each run has its own Redis queue name. A run mostly waits
+(a SIGKILLed download holds its lease for three minutes), so several run at once. The studio under test runs
+with the emulator at --speed, STUDIO_POLL_SCALE=0.05, a 5 s read timeout and 5 s poller runs (STUDIO_ENV).
 
-Usage: python -m studio.chaos [--runs 10] [--backends sqlite,postgres] [--seed N] [--kills 3] [--renders 6]
+Usage: python -m studio.chaos [--runs 30] [--backends sqlite,postgres] [--seed N] [--kills 3] [--renders 6]
+       [--jobs 6] [--phases submit,poll,download] [--signals SIGKILL,SIGTERM] [--keep] [--verbose]
 The seed is printed; `--seed N --runs 1` replays the plan of a failing run (its kill moments, signals, renders
 and cancels; the exact interleaving with the cluster is up to the machine). Exits 1 when any count but the
 submit_unknown ones is not 0, or a run could not be carried out; 2 when a backend's services are missing and
@@ -809,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--runs", type=int, default=10, help="runs per backend (default 10)")
+    parser.add_argument("--runs", type=int, default=30, help="runs per backend (default 30)")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated: sqlite, postgres")
     parser.add_argument("--seed", type=int, default=None, help="the first run's seed (default: random)")
     parser.add_argument("--kills", type=int, default=3, help="kills per run before the healthy restart")
@@ -823,7 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=BASE_DIR / "var" / "chaos", help="where runs live")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="dropped and created for every run")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    parser.add_argument("--jobs", type=int, default=4, help="runs at a time (default 4): a run mostly waits")
+    parser.add_argument("--jobs", type=int, default=6, help="runs at a time (default 6): a run mostly waits")
     parser.add_argument(
         "--phases", default=",".join(PHASES), help="what kills land in: submit, poll, download"
     )

@@ -94,8 +94,8 @@ def test_a_run_counts_what_was_lost_or_done_twice(transactional_db, owner, setti
 def test_one_tiny_chaos_run_reports_its_figures(tmp_path):
     """`python -m studio.chaos` on SQLite: one run, one kill, its figures as a line and as JSON."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "STUDIO_DATA_DIR")}
-    command = [sys.executable, "-m", "studio.chaos", "--backends", "sqlite", "--runs", "1", "--kills", "1"]
-    command += ["--renders", "2", "--seed", "5", "--signals", "SIGTERM", "--jobs", "1", "--dir", str(tmp_path)]
+    options = "--backends sqlite --runs 1 --kills 1 --renders 2 --seed 5 --signals SIGTERM --jobs 1"
+    command = [sys.executable, "-m", "studio.chaos", *options.split(), "--dir", str(tmp_path)]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
     lines = done.stdout.strip().splitlines()
