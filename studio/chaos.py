@@ -277,10 +277,14 @@ def _run_one(backend: Backend, seed: int, slot: int, opts: Options) -> dict:
 
 
 def _kill_leftover_cluster(run_dir: Path) -> None:
-    """Nothing of a run's cluster may outlive it, even when its driver died first."""
-    with contextlib.suppress(OSError, ValueError):
-        pgid = int((run_dir / "cluster.pid").read_text())
-        os.killpg(pgid, signal.SIGKILL)
+    """Nothing of a run's clusters may outlive it, even when its driver died without stopping them."""
+    with contextlib.suppress(OSError):
+        for line in (run_dir / "cluster.pids").read_text().split():
+            with contextlib.suppress(OSError, ValueError):
+                # Only a process of this run: a pid is reused once its process has gone.
+                environ = Path(f"/proc/{int(line)}/environ").read_bytes().split(b"\0")
+                if f"STUDIO_DATA_DIR={run_dir}".encode() in environ:
+                    os.killpg(int(line), signal.SIGKILL)  # each cluster leads its own process group
 
 
 def _add(total: dict, result: dict) -> None:
@@ -441,7 +445,13 @@ class Cluster:
         self.process: subprocess.Popen | None = None
         self.started_at = datetime.now(UTC)
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def start(self) -> int:
+        if self.running:
+            raise RuntimeError("the cluster is already running: a second one would never be stopped")
         self.started_at = datetime.now(UTC)
         with (self.run_dir / "cluster.log").open("ab") as log:
             self.process = subprocess.Popen(
@@ -452,7 +462,8 @@ class Cluster:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        (self.run_dir / "cluster.pid").write_text(str(self.process.pid))
+        with (self.run_dir / "cluster.pids").open("a") as pids:  # for the parent's last resort
+            pids.write(f"{self.process.pid}\n")
         return self.process.pid
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -606,7 +617,8 @@ class ChildRun:
             for planned in waiting:  # renders the kills did not use: submitted while the cluster is down
                 self.submit(planned, user)
             emulator.clear_faults()
-            self.note(f"cluster {cluster.start()} started: the healthy restart")
+            if not cluster.running:  # with no kills, the first cluster is the healthy one
+                self.note(f"cluster {cluster.start()} started: the healthy restart")
             healthy = time.monotonic()
             self.finish(self.spec["finish_timeout"])
             finish_seconds = time.monotonic() - healthy
