@@ -11,8 +11,12 @@ STAMP := $(VENV)/.installed
 TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/studio
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
+# make chaos: runs per backend, runs at a time, and any other option of `python -m studio.chaos --help`
+CHAOS_RUNS ?= 30
+CHAOS_JOBS ?= 6
+CHAOS_ARGS ?=
 
-.PHONY: help setup run test test-sqlite test-scaled bench lint format clean
+.PHONY: help setup run test test-sqlite test-scaled bench chaos chaos-short lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +47,12 @@ test-scaled: setup ## The suite on PostgreSQL + Redis (skips with a reason if th
 
 bench: setup ## Measured speed: poller cadence with hundreds of renders in flight, page render times
 	STUDIO_DATA_DIR=$(CURDIR)/var/bench $(PY) -m studio.bench
+
+chaos: setup ## Kill a real cluster at random moments (CHAOS_RUNS per backend); count what was lost or done twice
+	$(PY) -m studio.chaos --runs $(CHAOS_RUNS) --jobs $(CHAOS_JOBS) --dir $(CURDIR)/var/chaos $(CHAOS_ARGS)
+
+chaos-short: ## make chaos with 3 runs per backend, all at once (CI)
+	$(MAKE) chaos CHAOS_RUNS=3 CHAOS_JOBS=6
 
 lint: setup ## ruff lint and format check, mypy with django-stubs
 	$(PY) -m ruff check studio tests

@@ -65,6 +65,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.urls",
             "studio.management.*",
             "studio.bench",
+            "studio.chaos",
             "studio.apps",
             "studio.checks",
             "studio.wsgi",

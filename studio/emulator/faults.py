@@ -3,7 +3,8 @@
 A fault is `op` plus either `status=<int>` (answer with that error; `retry_after`, `code`, `message` optional)
 or `kind=` one of FAULT_KINDS[op], whose behaviour the HTTP handler acts out (hang, drop, slow, malformed,
 status, truncate, wrong_type, redirect, and for result files: trickle at `rate` bytes/s, cut the connection
-`after` bytes, stall `seconds` after `after` bytes, ignore_range, damaged: 4 KB zeroed mid-file). The `task`
+`after` bytes, stall `seconds` after `after` bytes, ignore_range, damaged: 4 KB zeroed mid-file, slow: the
+clip's bytes spread over `seconds`). The `task`
 op makes the next created task fail when it would finish.
 """
 
@@ -19,7 +20,17 @@ FAULT_KINDS = {
     "submit": ("hang", "drop"),
     "poll": ("slow", "malformed", "status"),
     "task": (),
-    "result": ("truncate", "wrong_type", "redirect", "trickle", "cut", "stall", "ignore_range", "damaged"),
+    "result": (
+        "truncate",
+        "wrong_type",
+        "redirect",
+        "trickle",
+        "cut",
+        "stall",
+        "ignore_range",
+        "damaged",
+        "slow",
+    ),
     "cancel": (),
 }
 

@@ -513,6 +513,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif kind in ("cut", "stall"):
             limit = min(length, int(fault.get("after", length // 2)))
         rate = int(fault.get("rate", 0)) if kind == "trickle" else 0
+        if kind == "slow":  # the whole clip spread over `seconds`: a download that takes a while
+            rate = max(1, int(length / max(float(fault.get("seconds", 5)), 0.001)))
         piece = max(1, rate // 10) if rate else FILE_CHUNK
         damaged = damaged_span(path.stat().st_size) if kind == "damaged" else None
         with path.open("rb") as handle:
