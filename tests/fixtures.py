@@ -23,6 +23,9 @@ from django.test import Client
 from django.utils.text import slugify
 from django_q.models import Schedule
 
+from studio.actions.renders import do_submit_render
+from studio.forms import RenderForm
+from studio.gateway.client import GatewayClient
 from studio.models import Membership, Rate, Render, Role, State, Team
 
 PROMPT = "A red apple rolls slowly across a wooden table"
@@ -157,3 +160,30 @@ def media(settings, tmp_path) -> Path:
     """This test's media folder (not created until something lands in it): uploads, clips and posters."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
     return tmp_path / "media"
+
+
+# --- renders through the lifecycle ------------------------------------------------------------------------------
+
+# One second of 720x720 at the test emulator's 8 fps: about 250 KB, small enough to trickle in a few seconds.
+SHORT_PRO = {
+    "model": "sora-2-pro",
+    "prompt": "A paper boat drifts down a gutter stream",
+    "duration_seconds": "1",
+    "resolution": "720p",
+    "aspect_ratio": "1:1",
+}
+
+
+def submit_render(user, fields: dict, **where) -> Render:
+    """A render made through the form and `do_submit_render`, as the page makes it (its submit task is queued)."""
+    form = RenderForm(fields)
+    assert form.is_valid(), form.errors
+    return do_submit_render(user, form.order(), **where)
+
+
+@pytest.fixture
+def api(gateway):
+    """A gateway client for whichever emulator the test pointed the studio at (created after it did), as the
+    poller would hold one."""
+    with GatewayClient() as client:
+        yield client

@@ -21,7 +21,6 @@ from studio import queue as work_queue
 from studio.actions.renders import do_submit_render
 from studio.emulator.http import damaged_span
 from studio.forms import RenderForm
-from studio.gateway.client import GatewayClient
 from studio.lifecycle import download
 from studio.lifecycle.download import download_step, render_dir
 from studio.lifecycle.submit import submit_step
@@ -30,17 +29,9 @@ from studio.media import MediaError, decode_check, extract_poster, probe_video
 from studio.models import AT_GATEWAY, GatewayAlert, Lease, LedgerEntry, LedgerKind, Render, State
 from studio.money.ledger import UNREPORTED
 from tests.conftest import fresh, make_clip, poll_until
+from tests.fixtures import SHORT_PRO
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-# One second of 720x720 at the test emulator's 8 fps: about 250 KB, small enough to trickle in a few seconds.
-SHORT_PRO = {
-    "model": "sora-2-pro",
-    "prompt": "A paper boat drifts down a gutter stream",
-    "duration_seconds": "1",
-    "resolution": "720p",
-    "aspect_ratio": "1:1",
-}
 
 
 @pytest.fixture(autouse=True)
@@ -49,12 +40,6 @@ def short_slices(settings):
     settings.STUDIO_DOWNLOAD_SLICE_SECONDS = 0.5
     settings.STUDIO_DOWNLOAD_STALL_SECONDS = 1.0
     settings.STUDIO_POLLER_RUN_SECONDS = 5
-
-
-@pytest.fixture
-def api(gateway):
-    with GatewayClient() as client:
-        yield client
 
 
 def finished(user, api, queue, **fields) -> Render:

@@ -12,16 +12,9 @@ from studio.forms import RenderForm
 from studio.lifecycle.download import PART, render_dir
 from studio.models import Render, State
 from tests.conftest import wait_for
+from tests.fixtures import SHORT_PRO
 
 pytestmark = pytest.mark.cluster
-
-SHORT_PRO = {
-    "model": "sora-2-pro",
-    "prompt": "A paper boat drifts down a gutter stream",
-    "duration_seconds": "1",
-    "resolution": "720p",
-    "aspect_ratio": "1:1",
-}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])

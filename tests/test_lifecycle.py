@@ -21,8 +21,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from studio.actions.renders import do_cancel_render, do_submit_render
-from studio.forms import RenderForm
+from studio.actions.renders import do_cancel_render
 from studio.gateway.client import GatewayClient
 from studio.gateway.types import TaskState
 from studio.lifecycle.download import download_step, render_dir
@@ -33,6 +32,7 @@ from studio.lifecycle.sweep import sweep
 from studio.models import AT_GATEWAY, GatewayAlert, Lease, Render, State
 from studio.queue import POLLER_LEASE
 from tests.conftest import fresh, poll_until
+from tests.fixtures import submit_render
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,13 +61,6 @@ def quick(settings):
     settings.STUDIO_POLLER_RUN_SECONDS = 5
 
 
-@pytest.fixture
-def api(gateway):
-    """A gateway client pointed at the emulator, as the poller would hold one."""
-    with GatewayClient() as client:
-        yield client
-
-
 @pytest.fixture(scope="module")
 def slow_emulator(tmp_path_factory):
     """An emulator slow enough to catch a task while it is queued (~0.5 s) or running (~2 s)."""
@@ -90,10 +83,7 @@ def slow_api(gateway, slow_emulator, settings):
 
 
 def submit(user, **fields) -> Render:
-    """Create a render through the form and `do_submit_render`, as the page does."""
-    form = RenderForm({**SORA2, **fields})
-    assert form.is_valid(), form.errors
-    return do_submit_render(user, form.order())
+    return submit_render(user, {**SORA2, **fields})
 
 
 def sent(user, api, **fields) -> Render:

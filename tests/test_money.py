@@ -114,13 +114,6 @@ def slow_dear(gateway, slow_dear_emulator, settings):
     slow_dear_emulator.clear_faults()
 
 
-@pytest.fixture
-def api(gateway):
-    """A gateway client for whichever emulator the test pointed the studio at (created after it did)."""
-    with GatewayClient() as client:
-        yield client
-
-
 def form_for(**fields) -> RenderForm:
     form = RenderForm({**SORA2, **fields})
     assert form.is_valid(), form.errors

@@ -14,29 +14,20 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from studio.actions.renders import do_submit_render
-from studio.forms import RenderForm
 from studio.gateway.client import GatewayClient
 from studio.lifecycle.submit import submit_step
 from studio.lifecycle.sweep import sweep
 from studio.models import GatewayAlert, LedgerEntry, LedgerKind, Render, State
 from tests.conftest import fresh, poll_until, wait_for
+from tests.fixtures import submit_render
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SORA2 = {"model": "sora2", "prompt": "A lighthouse in fog", "duration_seconds": 5}
 
 
-@pytest.fixture
-def api(gateway):
-    with GatewayClient() as client:
-        yield client
-
-
 def submit(user, **fields) -> Render:
-    form = RenderForm({**SORA2, **fields})
-    assert form.is_valid(), form.errors
-    return do_submit_render(user, form.order())
+    return submit_render(user, {**SORA2, **fields})
 
 
 def renders(*args) -> str:

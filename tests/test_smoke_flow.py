@@ -2,17 +2,16 @@
 
 import pytest
 
-from studio.actions.renders import do_submit_render
-from studio.forms import RenderForm
 from studio.lifecycle.poller import run_poller
 from studio.lifecycle.submit import submit_step
 from studio.models import State
+from tests.fixtures import submit_render
 
 
 def submit(user, **fields):
-    form = RenderForm({"model": "sora2", "prompt": "A red apple rolls", "duration_seconds": "5", **fields})
-    assert form.is_valid(), form.errors
-    return do_submit_render(user, form.order())
+    return submit_render(
+        user, {"model": "sora2", "prompt": "A red apple rolls", "duration_seconds": "5", **fields}
+    )
 
 
 @pytest.mark.django_db(transaction=True)
