@@ -9,6 +9,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from studio import pricing
@@ -547,7 +548,11 @@ class Tag(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["render", "name"], name="tag_once")]
-        indexes = [models.Index(fields=["name"], name="tag_name")]
+        indexes = [
+            models.Index(fields=["name"], name="tag_name"),
+            # The gallery's tag filter (name__iexact) on PostgreSQL: UPPER(name) = UPPER(...). SQLite says LIKE.
+            models.Index(Upper("name"), name="tag_name_upper"),
+        ]
 
     def __str__(self) -> str:
         return self.name
