@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.http import QueryDict
+from django.test.utils import CaptureQueriesContext
 
+from studio.access import to_review
 from studio.gallery import gallery_page, gallery_renders, parse_filters
 from studio.models import Profile, Render, Tag
 from tests.fixtures import make_render
@@ -103,3 +105,13 @@ def test_a_cursor_page_starts_its_index_scan_at_the_cursor(owner, team, clips, s
 def test_search_and_tag_filter_have_an_index_on_postgresql(db, renders, index):
     # icontains is UPPER(prompt) LIKE UPPER('%dunes%'), which only a trigram index answers; iexact is UPPER(name) =
     assert index in plan(renders())
+
+
+@sqlite_only
+def test_the_to_review_count_on_every_page_reads_only_its_index(reviewer, clips):
+    with CaptureQueriesContext(connection) as queries:
+        assert to_review(reviewer).count() == len(clips)
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + queries.captured_queries[-1]["sql"])
+        explained = "\n".join(row[-1] for row in cursor.fetchall())
+    assert "USING COVERING INDEX render_review_queue" in explained, explained
