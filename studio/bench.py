@@ -9,8 +9,11 @@ Usage: python -m studio.bench [--renders 300] [--speed 1.0]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -142,67 +145,154 @@ def bench_pages(repeat: int = 20) -> dict:
     return timings
 
 
-def bench_gallery(total: int = 10_000, repeat: int = 10) -> dict:
-    """Median time of the team gallery over `total` finished renders: first page, tag + search, a deep page."""
+GALLERY_SUBJECTS = [
+    "harbour at dawn",
+    "neon city",
+    "red apple",
+    "drone over dunes",
+    "paper boat",
+    "fox in snow",
+]
+
+
+def _gallery_fill(people, teams, start: int, stop: int, now, batch: int = 5_000) -> None:
+    """Renders `start` to `stop` of the gallery bench (one a second, newest first), in batches: 90% in the bench
+    team, the rest in another; every 10th failed, every 20th private; a third tagged, every 7th starred."""
     from datetime import timedelta
     from decimal import Decimal
 
+    from studio.models import Render, ReviewState, Star, State, Tag
+
+    for first in range(start, stop, batch):
+        renders = []
+        for i in range(first, min(first + batch, stop)):
+            renders.append(
+                Render(
+                    user=people[i % 2],
+                    team=teams[1] if i % 10 == 9 else teams[0],
+                    model="sora2",
+                    prompt=f"Bench clip {i}: a {GALLERY_SUBJECTS[i % len(GALLERY_SUBJECTS)]}, slow dolly",
+                    params={"duration_seconds": 5 * (i % 3 + 1), "size": "1280x720"},
+                    seconds=5 * (i % 3 + 1),  # bulk_create skips save(), which fills it in
+                    state=State.FAILED if i % 10 == 5 else State.COMPLETED,
+                    private=i % 20 == 7,
+                    # The newest 2,000 wait for review, older ones were reviewed: the queue is not the archive.
+                    review_state=ReviewState.NEEDS_REVIEW
+                    if i < 2_000
+                    else (ReviewState.REJECTED if i % 11 == 0 else ReviewState.APPROVED),
+                    estimated_cost=Decimal("0.5") * (i % 3 + 1) + Decimal(i % 97) / 100,
+                    rate_per_second=Decimal("0.1"),
+                    billed_cost=Decimal("0.5") * (i % 3 + 1) + Decimal(i % 89) / 100 if i % 4 else None,
+                    created_at=now - timedelta(seconds=i),
+                    finished_at=now - timedelta(seconds=i),
+                )
+            )
+        Render.objects.bulk_create(renders)
+        Tag.objects.bulk_create(
+            [
+                Tag(render=r, name=f"campaign-{(first + n) % 10}")
+                for n, r in enumerate(renders)
+                if (first + n) % 3 == 0
+            ]
+        )
+        Star.objects.bulk_create([Star(user=people[0], render=r) for r in renders[::7]])
+
+
+def _gallery_cases(people, teams) -> tuple[tuple[str, dict[str, str], dict[str, Any]], ...]:
+    """(name, query, extra WSGI environ) of each gallery page timed; the deep cursor is 100 from the end."""
+    from studio.gallery import Cursor
+    from studio.models import Render, State
+
+    visible = Render.objects.for_user(people[0]).filter(team=teams[0], state=State.COMPLETED)
+    deep = visible.order_by("-created_at", "-id")[visible.count() - 100]
+    fragment = {"HTTP_HX_REQUEST": "true"}
+    return (
+        ("first page", {}, {}),
+        ("sorted by cost", {"sort": "cost"}, {}),
+        ("sorted by duration", {"sort": "duration"}, {}),
+        # i = 3 mod 30: tagged campaign-3 and "drone over dunes": one clip in 30 matches both
+        ("tag + search", {"tag": "campaign-3", "q": "dunes"}, fragment),
+        ("deep cursor page", {"cursor": Cursor.after(deep, "newest").sign()}, fragment),
+        ("team gallery, one author", {"scope": "team", "author": people[1].username}, {}),
+        ("my renders", {"scope": "mine"}, {}),
+        ("search, common word", {"q": "harbour"}, fragment),
+        ("search, no match", {"q": "submarine"}, fragment),
+    )
+
+
+def bench_gallery(total: int = 100_000, small: int = 1_000, repeat: int = 40) -> dict:
+    """p50/p95 server time of gallery pages over `total` renders, and their query counts at `small` and `total`.
+
+    Server time is the whole request through Django's test client (middleware, view, template), no network. On
+    a shared machine it includes waiting for a core, so the bench also reports this process's CPU time (which on
+    SQLite includes the queries) and the database time (the queries' wall time, as Django measures it).
+    """
     from django.contrib.auth import get_user_model
+    from django.db import connection
     from django.test import Client
+    from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from studio.gallery import Cursor
-    from studio.models import Membership, Profile, Render, Role, Star, State, Tag, Team
+    from studio.models import Membership, Profile, Role, Team
 
-    team = Team.objects.create(name="Bench team", slug="bench-gallery")
+    teams = [Team.objects.create(name=f"Bench team {n}", slug=f"bench-gallery-{n}") for n in range(2)]
     people = [get_user_model().objects.create_user(f"gallery-{i}") for i in range(2)]
     for person in people:
-        Membership.objects.create(team=team, user=person, role=Role.REVIEWER)
-        Profile.objects.create(user=person, active_team=team)
-    subjects = ["harbour at dawn", "neon city", "red apple", "drone over dunes", "paper boat", "fox in snow"]
-    now = timezone.now()
-    renders = [
-        Render(
-            user=people[i % 2],
-            team=team,
-            model="sora2",
-            prompt=f"Bench clip {i}: a {subjects[i % len(subjects)]}, slow dolly",
-            params={"duration_seconds": 5 * (i % 3 + 1), "size": "1280x720"},
-            seconds=5 * (i % 3 + 1),  # bulk_create skips save(), which fills it in
-            state=State.COMPLETED,
-            estimated_cost=Decimal("0.5") * (i % 3 + 1),
-            rate_per_second=Decimal("0.1"),
-            billed_cost=Decimal("0.5") * (i % 3 + 1) if i % 4 else None,
-            created_at=now - timedelta(seconds=i),
-            finished_at=now - timedelta(seconds=i),
-        )
-        for i in range(total)
-    ]
-    Render.objects.bulk_create(renders, batch_size=1000)
-    tags = [Tag(render=r, name=f"campaign-{i % 10}") for i, r in enumerate(renders) if i % 3 == 0]
-    Tag.objects.bulk_create(tags, batch_size=1000)
-    Star.objects.bulk_create([Star(user=people[0], render=r) for r in renders[::7]], batch_size=1000)
-    deep = Render.objects.filter(team=team).order_by("-created_at", "-id")[total - 100]  # 100 from the end
+        for team in teams:
+            Membership.objects.create(team=team, user=person, role=Role.REVIEWER)
+        Profile.objects.create(user=person, active_team=teams[0])
     client = Client(HTTP_HOST="localhost")
     client.force_login(people[0])
-    fragment = {"HTTP_HX_REQUEST": "true"}
-    # (name, query, extra WSGI environ for Client.get)
-    cases: tuple[tuple[str, dict[str, str], dict[str, Any]], ...] = (
-        ("gallery first page (24 of 10,000)", {}, {}),
-        ("gallery sorted by cost", {"sort": "cost"}, {}),
-        ("gallery tag + search", {"tag": "campaign-3", "q": "harbour"}, {}),
-        ("gallery deep cursor page (fragment)", {"cursor": Cursor.after(deep, "newest").sign()}, fragment),
-    )
-    timings = {}
-    for name, query, headers in cases:
-        runs = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
+    now = timezone.now()
+
+    def run(query: dict[str, str], headers: dict[str, Any]) -> tuple[dict[str, float], int, int]:
+        """Wall (server) time, this process's CPU time and the database's time of one request, in ms."""
+        with CaptureQueriesContext(connection) as queries:
+            wall, cpu = time.perf_counter(), time.process_time()
             response = client.get("/gallery/?" + urlencode(query), **headers)
-            runs.append(time.perf_counter() - t0)
-            assert response.status_code == 200, response.status_code
-        timings[name] = statistics.median(runs) * 1000
-    return timings
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert response.status_code == 200, response.status_code
+        sql = sum(float(each["time"]) for each in queries.captured_queries)
+        times = {"wall": wall * 1000, "cpu": cpu * 1000, "sql": sql * 1000}
+        return times, len(queries), response.content.count(b'id="clip-')
+
+    small = min(small, total)
+    _gallery_fill(people, teams, 0, small, now)
+    queries_small, p95_small = {}, {}
+    for name, query, headers in _gallery_cases(people, teams):
+        queries_small[name] = run(query, headers)[1]
+        # The same pages at 1,000 under the same load: what 100,000 adds, whatever else the machine is doing.
+        p95_small[name] = _percentile([run(query, headers)[0]["wall"] for _ in range(repeat // 2)], 95)
+    t0 = time.perf_counter()
+    _gallery_fill(people, teams, small, total, now)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")  # autovacuum would, a little later
+    generate_seconds = time.perf_counter() - t0
+    cases = []
+    for name, query, headers in _gallery_cases(people, teams):
+        _, queries, cards = run(query, headers)  # warm: templates compiled, pages cached
+        runs = [run(query, headers)[0] for _ in range(repeat)]
+        cases.append(
+            {
+                "name": name,
+                "p50": _percentile([each["wall"] for each in runs], 50),
+                "p95": _percentile([each["wall"] for each in runs], 95),
+                "p95_small": p95_small[name],
+                "cpu_p95": _percentile([each["cpu"] for each in runs], 95),
+                "sql_p95": _percentile([each["sql"] for each in runs], 95),
+                "queries_small": queries_small[name],
+                "queries": queries,
+                "cards": cards,
+            }
+        )
+    return {
+        "database": connection.vendor,
+        "renders": total,
+        "small": small,
+        "generate_seconds": generate_seconds,
+        "cases": cases,
+    }
 
 
 def bench_decode_check(repeat: int = 3) -> dict:
@@ -231,11 +321,97 @@ def bench_decode_check(repeat: int = 3) -> dict:
     }
 
 
+def _gallery_child(total: int) -> None:
+    """Run bench_gallery in a fresh database of this process's kind and print its figures as JSON (last line)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+    prepare_data_dir()
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    name = connection.settings_dict["NAME"]
+    test = connection.settings_dict.setdefault("TEST", {})
+    # A database of its own, made and dropped here: 100,000 rows never linger in the one the studio uses.
+    test["NAME"] = (
+        str(Path(name).with_name("gallery-bench.sqlite3"))
+        if connection.vendor == "sqlite"
+        else f"{name}_gallery_bench"
+    )
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        figures = bench_gallery(total)
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+    print(json.dumps(figures))
+
+
+def run_gallery(total: int, databases: list[str]) -> bool:
+    """The gallery bench on each database, each in a child process (settings are per process); print the
+    figures. False if a page's query count grew with the number of renders."""
+    constant = True
+    for database in databases:
+        env = dict(os.environ)
+        if database == "sqlite":
+            env.pop("DATABASE_URL", None)
+        env["STUDIO_DATA_DIR"] = str(
+            Path(env.get("STUDIO_DATA_DIR") or tempfile.mkdtemp()) / f"gallery-{database}"
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "studio.bench", "--gallery-child", "--gallery-renders", str(total)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        print(
+            f"Gallery on {figures['database']}: {figures['renders']:,} renders (made in "
+            f"{figures['generate_seconds']:.0f} s); per page: server time p50 / p95 (p95 at {figures['small']:,}), "
+            f"process CPU p95, database p95; queries at {figures['small']:,} / {figures['renders']:,} renders"
+        )
+        for case in figures["cases"]:
+            same = case["queries_small"] == case["queries"]
+            constant &= same
+            print(
+                f"  {case['name']:<26} {case['p50']:6.1f} / {case['p95']:6.1f} ms ({case['p95_small']:5.1f})   "
+                f"cpu {case['cpu_p95']:5.1f} ms   "
+                f"db {case['sql_p95']:5.1f} ms   {case['queries_small']:>2} / {case['queries']:>2} queries"
+                f"{'' if same else ' GREW'}   {case['cards']} cards"
+            )
+        print(
+            f"  (load average when done: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores)"
+        )
+    return constant
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--renders", type=int, default=300)
     parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--only", choices=["all", "gallery"], default="all")
+    parser.add_argument("--gallery-renders", type=int, default=100_000)
+    parser.add_argument(
+        "--gallery-db",
+        choices=["sqlite", "postgres", "both"],
+        default="both" if os.environ.get("DATABASE_URL") else "sqlite",
+        help="default: both when DATABASE_URL is given (it names the PostgreSQL server), else sqlite",
+    )
+    parser.add_argument("--gallery-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.gallery_child:
+        _gallery_child(args.gallery_renders)
+        return
+    if args.gallery_db != "sqlite" and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        parser.error("--gallery-db postgres/both needs DATABASE_URL=postgres://...")
+    databases = ["sqlite", "postgres"] if args.gallery_db == "both" else [args.gallery_db]
+    if args.only == "gallery":
+        sys.exit(0 if run_gallery(args.gallery_renders, databases) else 1)
     _setup()
     from django.conf import settings
 
@@ -254,13 +430,13 @@ def main() -> None:
     print(f"  finished at the gateway: {poller['finished_at_gateway']}/{poller['renders']}")
     for name, ms in bench_pages().items():
         print(f"Page: {name}: median {ms:.1f} ms")
-    for name, ms in bench_gallery().items():
-        print(f"Page: {name}: median {ms:.1f} ms")
     checks = bench_decode_check()
     print(
         f"Clip check: 20 s 1080p clip ({checks['megabytes']:.0f} MB): full decode {checks['decode']:.0f} ms "
         f"(probe {checks['probe']:.0f} ms, poster frame {checks['poster']:.0f} ms), median of 3"
     )
+    if not run_gallery(args.gallery_renders, databases):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from django.contrib.auth import get_user_model
 from django.core import signing
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import QueryDict
 
@@ -171,7 +172,10 @@ def gallery_renders(user, filters: Filters, team: Team | None) -> QuerySet[Rende
     if filters.state != ANY_STATE:
         renders = renders.filter(state=filters.state)
     if filters.author:
-        renders = renders.filter(user__username=filters.author)
+        # A subquery, not a join: the author is then one value to the planner, which walks the author's gallery
+        # index in sort order (a join made SQLite sort all of the author's renders). Usernames are unique.
+        author = get_user_model().objects.filter(username=filters.author).values("pk")[:1]
+        renders = renders.filter(user=Subquery(author))
     if filters.model:
         renders = renders.filter(model=filters.model)
     if filters.review:
@@ -201,8 +205,11 @@ def gallery_page(renders: QuerySet[Render], filters: Filters, size: int = PAGE_S
     cursor = filters.cursor
     if cursor is not None:
         key = SORTS[cursor.sort]
+        # "key <= value" is implied by the rest; said on its own, it is a bound both databases start an index
+        # range scan at (the gallery indexes, models.Render), instead of reading every row before the cursor.
         renders = renders.filter(
-            Q(**{f"{key}__lt": cursor.value}) | Q(**{key: cursor.value, "id__lt": cursor.id})
+            Q(**{f"{key}__lte": cursor.value}),
+            Q(**{f"{key}__lt": cursor.value}) | Q(**{key: cursor.value, "id__lt": cursor.id}),
         )
     rows = list(renders[: size + 1])  # one more than shown: is there a next page?
     if len(rows) <= size:

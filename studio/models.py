@@ -8,7 +8,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from studio import pricing
@@ -85,6 +86,19 @@ class RenderQuerySet(models.QuerySet["Render"]):
 
     def in_flight(self) -> RenderQuerySet:
         return self.filter(state__in=IN_FLIGHT)
+
+
+class ShownCostKey(models.Func):
+    """COALESCE(billed_cost, estimated_cost) spelled as the gallery's `gallery_cost` sort (a Coalesce) is in SQL,
+    so the cost index matches it: SQLite casts a decimal Coalesce to NUMERIC, PostgreSQL does not. For indexes
+    only: its float output field is what keeps Django from wrapping the index expression in a second CAST."""
+
+    function = "COALESCE"
+    output_field = models.FloatField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        template = "CAST(%(function)s(%(expressions)s) AS NUMERIC)"
+        return self.as_sql(compiler, connection, template=template, **extra_context)
 
 
 class Render(models.Model):
@@ -164,7 +178,24 @@ class Render(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["user", "-created_at"], name="render_user_recent")]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="render_user_recent"),
+            # The gallery (gallery.gallery_renders): a scope (team or author), a state, then each sort's key and id,
+            # largest first, so a page (first or after a cursor) is a short range scan, not a sort of the scope.
+            *(
+                models.Index(F(scope), F("state"), key, F("id").desc(), name=f"render_{scope}_{name}")
+                for scope in ("team", "user")
+                for name, key in (
+                    ("newest", F("created_at").desc()),
+                    ("cost", ShownCostKey("billed_cost", "estimated_cost").desc()),
+                    ("duration", F("seconds").desc()),
+                )
+            ),
+            # The "To review" count on every page (access.to_review): read from the index alone.
+            models.Index(
+                fields=["state", "review_state", "team", "private", "user"], name="render_review_queue"
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["user", "client_token"], name="render_client_token_once"),
             models.CheckConstraint(condition=Q(progress__lte=100), name="render_progress_0_100"),
@@ -517,7 +548,11 @@ class Tag(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["render", "name"], name="tag_once")]
-        indexes = [models.Index(fields=["name"], name="tag_name")]
+        indexes = [
+            models.Index(fields=["name"], name="tag_name"),
+            # The gallery's tag filter (name__iexact) on PostgreSQL: UPPER(name) = UPPER(...). SQLite says LIKE.
+            models.Index(Upper("name"), name="tag_name_upper"),
+        ]
 
     def __str__(self) -> str:
         return self.name
