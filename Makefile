@@ -12,7 +12,7 @@ TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/studio
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 # make chaos: runs per backend, runs at a time, and any other option of `python -m studio.chaos --help`
-CHAOS_RUNS ?= 30
+CHAOS_RUNS ?= 50
 CHAOS_JOBS ?= 6
 CHAOS_ARGS ?=
 
