@@ -91,19 +91,23 @@ def test_once_known_the_gateway_is_not_asked_to_cancel_again(gateway, owner, que
     assert api.cancels == [first.gateway_task_id]
 
 
-def test_a_failing_cancel_is_tried_a_bounded_number_of_times_while_polling_goes_on(
-    gateway, owner, queue, api
-):
+def test_a_failing_cancel_is_tried_a_bounded_number_of_times_while_polling_goes_on(gateway, owner, queue, api):
     gateway.add_fault("cancel", status=503, times=50)
+    gateway.add_fault("poll", kind="status", value="running", times=100_000)  # it renders for as long as we ask
     render = sent(owner, api)
 
     do_cancel_render(render)
-    render = poll_until(render, api, finished)
+    for _ in range(MAX_CANCEL_ATTEMPTS + 3):
+        poll_step(render.pk, api)
+    render = fresh(render)
 
-    assert len(api.cancels) == MAX_CANCEL_ATTEMPTS
+    assert len(api.cancels) == MAX_CANCEL_ATTEMPTS  # and no more, however long it runs
+    assert api.polls == MAX_CANCEL_ATTEMPTS + 3  # every tick polled, cancel or not
     assert render.cancel_attempts == MAX_CANCEL_ATTEMPTS
     assert f"refused the cancel {MAX_CANCEL_ATTEMPTS} times" in render.cancel_note
     assert GatewayCapability.objects.filter(can_cancel=False).count() == 0  # a 5xx says nothing of the path
+    gateway.clear_faults()
+    assert finished(poll_until(render, api, finished))  # and it runs to its normal end
 
 
 def test_a_cancel_that_fails_once_is_sent_again_and_then_cancels(gateway, owner, queue, api):
