@@ -91,9 +91,13 @@ def test_once_known_the_gateway_is_not_asked_to_cancel_again(gateway, owner, que
     assert api.cancels == [first.gateway_task_id]
 
 
-def test_a_failing_cancel_is_tried_a_bounded_number_of_times_while_polling_goes_on(gateway, owner, queue, api):
+def test_a_failing_cancel_is_tried_a_bounded_number_of_times_while_polling_goes_on(
+    gateway, owner, queue, api
+):
     gateway.add_fault("cancel", status=503, times=50)
-    gateway.add_fault("poll", kind="status", value="running", times=100_000)  # it renders for as long as we ask
+    gateway.add_fault(
+        "poll", kind="status", value="running", times=100_000
+    )  # it renders for as long as we ask
     render = sent(owner, api)
 
     do_cancel_render(render)
