@@ -151,7 +151,7 @@ def bench_poller(renders: int, speed: float) -> dict:
     connection_created.connect(wrap)
     for conn in connections.all():
         wrap(None, conn)
-    downloads = ThreadPoolExecutor(2, thread_name_prefix="bench-download")
+    downloads = ThreadPoolExecutor(4, thread_name_prefix="bench-download")  # as STUDIO_Q_WORKERS would
     side_cpu = [0.0]  # CPU seconds of the bench's own threads (submitting, downloading): not the poller's
     cpu_lock = threading.Lock()
 
@@ -164,10 +164,12 @@ def bench_poller(renders: int, speed: float) -> dict:
                 side_cpu[0] += time.thread_time() - t0
 
     real_enqueue = queue.enqueue
+    noticed: dict[str, float] = {}  # render id -> when the poller queued its download (it saw "completed")
 
     def enqueue(name: str, *ids) -> None:
         # No cluster here: downloads go to a small pool, the poller is restarted by the loop below.
         if name == "download_render":
+            noticed.setdefault(str(ids[0]), time.time())
             downloads.submit(download, *ids)
 
     submitting = threading.Event()
@@ -182,19 +184,29 @@ def bench_poller(renders: int, speed: float) -> dict:
 
     queue.enqueue = enqueue
     ids = []
+    for i in range(renders):  # the drafts first: what is timed is the gateway's side
+        form = RenderForm({"model": "sora2", "prompt": f"Bench shot {i}", "duration_seconds": "5"})
+        form.is_valid()
+        ids.append(do_submit_render(user, form.order()).pk)
     started = time.perf_counter()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     thread = threading.Thread(target=poller_loop, name="poller-bench")
     thread.start()
     client = transitions.client_factory()
-    try:
+
+    def send(render_id) -> None:
         t0 = time.thread_time()
-        for i in range(renders):
-            form = RenderForm({"model": "sora2", "prompt": f"Bench shot {i}", "duration_seconds": "5"})
-            form.is_valid()
-            ids.append(do_submit_render(user, form.order()).pk)
-            submit.submit_step(ids[-1], client)
-        side_cpu[0] += time.thread_time() - t0
+        try:
+            submit.submit_step(render_id, client)
+        finally:
+            with cpu_lock:
+                side_cpu[0] += time.thread_time() - t0
+            connections.close_all()
+
+    try:
+        # A batch arrives as `render --from` sends it: several submissions at once.
+        with ThreadPoolExecutor(4, thread_name_prefix="bench-submit") as submitters:
+            list(submitters.map(send, ids))
         submit_seconds = time.perf_counter() - started
         submitting.clear()
         thread.join()
@@ -212,17 +224,32 @@ def bench_poller(renders: int, speed: float) -> dict:
     cpu = (usage.ru_utime + usage.ru_stime) - (usage0.ru_utime + usage0.ru_stime) - side_cpu[0]
     lateness = gateway_lateness(log, settings.STUDIO_POLL_SCALE, settings.STUDIO_STALL_AFTER_SECONDS)
     times = sorted(t for entry in log.values() for t in entry["polls"])
+    edges = sorted(
+        [(entry["polls"][0], 1) for entry in log.values() if entry["polls"]]
+        + [(entry["polls"][-1], -1) for entry in log.values() if entry["polls"]]
+    )
+    in_flight = peak_in_flight = 0
+    for _, step in edges:
+        in_flight += step
+        peak_in_flight = max(peak_in_flight, in_flight)
     polls = len(times)
     span = (times[-1] - times[0]) if polls > 1 else 0.0
-    playable = [
-        (finished - completed).total_seconds()
-        for finished, completed in Render.objects.filter(pk__in=ids, state=State.COMPLETED)
+    rows = (
+        Render.objects.filter(pk__in=ids, state=State.COMPLETED)
         .exclude(video="")
-        .values_list("finished_at", "gateway_completed_at")
-        if finished and completed
+        .values_list("pk", "finished_at", "gateway_completed_at")
+    )
+    playable = [
+        (finished - completed).total_seconds() for _, finished, completed in rows if finished and completed
+    ]
+    seen = [
+        noticed[str(pk)] - completed.timestamp()
+        for pk, _, completed in rows
+        if completed and str(pk) in noticed
     ]
     return {
         "renders": renders,
+        "peak_in_flight": peak_in_flight,
         "submit_seconds": submit_seconds,
         "poller_seconds": elapsed,
         "polls": polls,
@@ -233,6 +260,7 @@ def bench_poller(renders: int, speed: float) -> dict:
         "cpu_per_1000": cpu / polls * 1000 if polls else 0.0,
         "writes_per_poll": writes.count / polls if polls else 0.0,
         "playable_p95": _percentile(playable, 95),
+        "noticed_p95": _percentile(seen, 95),
         "completed": len(playable),
         "peak_mb": usage.ru_maxrss / 1024,
     }
@@ -366,7 +394,8 @@ def _poller_line(result: dict) -> str:
         f"{result['polls_per_second']:6.0f} polls/s, lateness p50 {result['late_p50']:5.2f} s "
         f"p95 {result['late_p95']:5.2f} s max {result['late_max']:5.2f} s, "
         f"{result['cpu_per_1000']:5.1f} CPU s/1000 polls, {result['writes_per_poll']:.2f} writes/poll, "
-        f"completed->playable p95 {result['playable_p95']:.1f} s, peak {result['peak_mb']:.0f} MB"
+        f"completed->noticed p95 {result['noticed_p95']:.1f} s, ->playable p95 {result['playable_p95']:.1f} s, "
+        f"peak {result['peak_mb']:.0f} MB"
     )
 
 
@@ -397,7 +426,8 @@ def main() -> None:
     for count in [int(n) for n in args.renders.split(",") if n.strip()]:
         result = bench_poller(count, args.speed)
         print(
-            f"  {count} in flight: {result['completed']}/{count} completed and playable; "
+            f"  {count} renders ({result['peak_in_flight']} at the gateway at once at the peak): "
+            f"{result['completed']}/{count} completed and playable; "
             f"submitted in {result['submit_seconds']:.0f} s, all done in {result['poller_seconds']:.0f} s"
         )
         print(f"    now:      {_poller_line(result)}")

@@ -121,10 +121,13 @@ def _poll_only(client: GatewayClient, model: str, task_id: str):
         return error
 
 
-def feed_query(since: datetime | None, now: datetime):
-    """The one query per tick: renders changed since `since` (all at the gateway on the first tick), pending
-    renders due for a (re)submission, and downloads due for a retry whose worker holds no lease."""
+def feed_query(since: datetime | None, now: datetime, ours: list[datetime] | None = None):
+    """The one query per tick: renders changed since `since` (all at the gateway on the first tick) except by
+    our own batched writes (stamped `ours`), pending renders due for a (re)submission, and downloads due for a
+    retry whose worker holds no lease."""
     changed = Q(state__in=AT_GATEWAY) if since is None else Q(updated_at__gte=since)
+    if since is not None and ours:
+        changed &= ~Q(updated_at__in=ours)
     submits = Q(state=State.PENDING) & (
         Q(next_attempt_at__lte=now)
         | Q(next_attempt_at__isnull=True, created_at__lte=now - timedelta(seconds=10))
@@ -165,6 +168,7 @@ class Poller:
         self.steps: dict[Future, uuid.UUID] = {}  # submissions and cancel steps (they use the database)
         self.paused_until = 0.0  # monotonic: a 429's Retry-After holds every poll until then
         self.since: datetime | None = None
+        self.stamps: list[datetime] = []  # the updated_at of our recent batched writes: the feed skips them
         self.counts = {"polls": 0, "submits": 0, "downloads": 0, "writes_saved": 0}
 
     # --- the schedule --------------------------------------------------------------------------------------
@@ -213,8 +217,9 @@ class Poller:
     def feed(self) -> None:
         """One query: what changed since the last one, what is due to be submitted or downloaded again."""
         now = timezone.now()
-        rows = list(feed_query(self.since, now))
+        rows = list(feed_query(self.since, now, self.stamps))
         self.since = now - FEED_MARGIN
+        self.stamps = [stamp for stamp in self.stamps if stamp >= self.since]
         for row in rows:
             if row["state"] == State.PENDING:
                 self._submit(row["pk"])
@@ -364,7 +369,9 @@ class Poller:
             names = ["progress", "poll_count", "poll_errors"] + (["next_poll_at"] if schedule else [])
             fields: dict[str, Any] = {name: _case(batch, name) for name in names}
             if any(e.dirty for e in batch):
-                fields["updated_at"] = Value(timezone.now())  # the page's cards changed
+                stamp = timezone.now()
+                fields["updated_at"] = Value(stamp)  # the page's cards changed
+                self.stamps.append(stamp)
             Render.objects.filter(pk__in=[e.pk for e in batch], state__in=AT_GATEWAY).update(**fields)
             for entry in batch:
                 entry.dirty = False
