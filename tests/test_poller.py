@@ -161,3 +161,20 @@ def test_a_cancel_asked_for_while_the_poller_runs_reaches_the_gateway(still, own
     render = fresh(render)
     assert render.state == State.CANCELLED
     assert still.task(render.gateway_task_id)["status"] == "cancelled"
+
+
+def test_a_render_just_made_is_left_to_its_own_submit_task(still, owner, queue):
+    """The feed reads every row changed since the last tick, new drafts too: one whose submit task is on its way
+    is not sent by the poller (only one left pending past the task's 10 s, or due for a retry, is)."""
+    polled = sent(owner)
+    queue.pending()
+    form = RenderForm({**SORA2, "prompt": "A draft just submitted"})
+    assert form.is_valid(), form.errors
+    draft = do_submit_render(owner, form.order())
+    before = still.submissions
+
+    poll_in_background(lambda: len(polls_of(still, polled)) >= 15)  # several ticks have read the draft's row
+
+    assert fresh(draft).state == State.PENDING
+    assert still.submissions == before
+    assert queue.names().count("submit_render") == 1  # its own task is still there to send it

@@ -54,6 +54,9 @@ SCHEDULE_EVERY = (
 )
 LEASE_EVERY = 1.0
 BATCH = 200
+SUBMIT_TASK_LOST_AFTER = timedelta(
+    seconds=10
+)  # a pending render not sent by its own task this long is sent here
 QUIET_ANSWERS = (TaskState.QUEUED, TaskState.RUNNING)  # an unknown status is parsed as running
 FIELDS = (
     "pk",
@@ -100,6 +103,13 @@ def _wants_cancel(row: dict) -> bool:
         and not row["cancel_note"]
         and row["cancel_attempts"] < cancel.MAX_CANCEL_ATTEMPTS
     )
+
+
+def _submit_due(row: dict, now: datetime) -> bool:
+    """A pending render whose retry is due, or whose submit task has not sent it within 10 s (lost)."""
+    if row["next_attempt_at"] is not None:
+        return row["next_attempt_at"] <= now
+    return row["created_at"] <= now - SUBMIT_TASK_LOST_AFTER
 
 
 def _in_thread(step, *args) -> str:
@@ -222,7 +232,8 @@ class Poller:
         self.stamps = [stamp for stamp in self.stamps if stamp >= self.since]
         for row in rows:
             if row["state"] == State.PENDING:
-                self._submit(row["pk"])
+                if _submit_due(row, now):  # not one just made: its own submit task is on its way
+                    self._submit(row["pk"])
             elif (
                 row["state"] == State.DOWNLOADING and row["next_attempt_at"] and row["next_attempt_at"] <= now
             ):
