@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/studio
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help setup run test test-sqlite test-scaled bench lint format clean
 
@@ -41,8 +42,8 @@ test-scaled: setup ## The suite on PostgreSQL + Redis (skips with a reason if th
 	STUDIO_DATA_DIR=$(CURDIR)/var/test-scaled DATABASE_URL=$(TEST_PG_URL) REDIS_URL=$(TEST_REDIS_URL) \
 		STUDIO_SCALED_OUT=1 STUDIO_Q_NAME=studio-test $(PY) -m pytest $(PYTEST_ARGS)
 
-bench: setup ## Measured speed: poller cadence with hundreds of renders in flight, page render times
-	STUDIO_DATA_DIR=$(CURDIR)/var/bench $(PY) -m studio.bench
+bench: setup ## Measured speed: poller cadence at the gateway with 300/1,000/3,000 renders in flight, pages (BENCH_ARGS="--renders 300 --poller-only")
+	STUDIO_DATA_DIR=$(CURDIR)/var/bench $(PY) -m studio.bench $(BENCH_ARGS)
 
 lint: setup ## ruff lint and format check, mypy with django-stubs
 	$(PY) -m ruff check studio tests

@@ -107,6 +107,15 @@ def _start_gateway(speed: float) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the emulator did not start")
 
 
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc (0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class _Writes:
     """Counts UPDATE/INSERT statements sent by the poller's threads (those named poller*)."""
 
@@ -212,6 +221,7 @@ def bench_poller(renders: int, speed: float) -> dict:
         thread.join()
         downloads.shutdown(wait=True)
         log = httpx.get(f"{base_url}/_emulator/polls", timeout=60).json()["tasks"]
+        gateway_cpu = _process_cpu(process.pid)
     finally:
         submitting.clear()
         queue.enqueue = real_enqueue
@@ -258,6 +268,7 @@ def bench_poller(renders: int, speed: float) -> dict:
         "late_p95": _percentile(lateness, 95),
         "late_max": max(lateness, default=0.0),
         "cpu_per_1000": cpu / polls * 1000 if polls else 0.0,
+        "gateway_cpu_per_1000": gateway_cpu / polls * 1000 if polls else 0.0,
         "writes_per_poll": writes.count / polls if polls else 0.0,
         "playable_p95": _percentile(playable, 95),
         "noticed_p95": _percentile(seen, 95),
@@ -418,7 +429,8 @@ def _poller_line(result: dict) -> str:
     return (
         f"{result['polls_per_second']:6.0f} polls/s, lateness p50 {result['late_p50']:5.2f} s "
         f"p95 {result['late_p95']:5.2f} s max {result['late_max']:5.2f} s, "
-        f"{result['cpu_per_1000']:5.1f} CPU s/1000 polls, {result['writes_per_poll']:.2f} writes/poll, "
+        f"{result['cpu_per_1000']:5.1f} CPU s/1000 polls (gateway {result.get('gateway_cpu_per_1000', 0):.1f}), "
+        f"{result['writes_per_poll']:.2f} writes/poll, "
         f"completed->noticed p95 {result['noticed_p95']:.1f} s, ->playable p95 {result['playable_p95']:.1f} s, "
         f"peak {result['peak_mb']:.0f} MB"
     )

@@ -432,7 +432,9 @@ def run_poller(
             next_feed = next_lease = next_sweep = 0.0
             next_progress = time.monotonic() + PROGRESS_EVERY
             next_schedule = time.monotonic() + SCHEDULE_EVERY
-            while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            ticks = 0
+            while ticks == 0 or (time.monotonic() < deadline and not (stop is not None and stop.is_set())):
+                ticks += 1  # at least one tick, however late the run got going
                 now = time.monotonic()
                 if now >= next_lease:
                     next_lease = now + LEASE_EVERY
