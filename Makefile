@@ -15,6 +15,7 @@ PYTEST_ARGS ?=
 CHAOS_RUNS ?= 50
 CHAOS_JOBS ?= 6
 CHAOS_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help setup run test test-sqlite test-scaled bench chaos chaos-short lint format clean
 
@@ -45,8 +46,8 @@ test-scaled: setup ## The suite on PostgreSQL + Redis (skips with a reason if th
 	STUDIO_DATA_DIR=$(CURDIR)/var/test-scaled DATABASE_URL=$(TEST_PG_URL) REDIS_URL=$(TEST_REDIS_URL) \
 		STUDIO_SCALED_OUT=1 STUDIO_Q_NAME=studio-test $(PY) -m pytest $(PYTEST_ARGS)
 
-bench: setup ## Measured speed: poller cadence with hundreds of renders in flight, page render times
-	STUDIO_DATA_DIR=$(CURDIR)/var/bench $(PY) -m studio.bench
+bench: setup ## Measured speed: poller cadence at the gateway with 300/1,000/3,000 renders in flight, pages (BENCH_ARGS="--renders 300 --poller-only")
+	STUDIO_DATA_DIR=$(CURDIR)/var/bench $(PY) -m studio.bench $(BENCH_ARGS)
 
 chaos: setup ## Kill a real cluster at random moments (CHAOS_RUNS per backend); count what was lost or done twice
 	$(PY) -m studio.chaos --runs $(CHAOS_RUNS) --jobs $(CHAOS_JOBS) --dir $(CURDIR)/var/chaos $(CHAOS_ARGS)

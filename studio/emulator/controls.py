@@ -1,7 +1,8 @@
 """The test controls under /_emulator/ (no auth): health, faults, expiring result URLs, a task's record.
 
 - GET /_emulator/health, GET/POST/DELETE /_emulator/faults (POST takes one fault object or a list of them,
-  each `{"op": ..., "times": n, ...spec}`), POST /_emulator/expire-results, GET /_emulator/tasks/{id}.
+  each `{"op": ..., "times": n, ...spec}`), POST /_emulator/expire-results, GET /_emulator/tasks/{id},
+  GET /_emulator/polls (when every poll of every task arrived: the cadence as the gateway sees it).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from .protocol import ApiError, invalid
 from .state import TaskStore
 
 _TASK = re.compile(r"/_emulator/tasks/([^/]+)")
-_KNOWN = ("/_emulator/health", "/_emulator/faults", "/_emulator/expire-results")
+_KNOWN = ("/_emulator/health", "/_emulator/polls", "/_emulator/faults", "/_emulator/expire-results")
 
 
 def handle_control(method: str, path: str, body, store: TaskStore, faults: Faults) -> tuple[int, dict]:
     """(status, JSON payload) of a control request; ApiError for an unknown path or method."""
     if path == "/_emulator/health" and method == "GET":
         return 200, {"ok": True, "submissions": store.submissions}
+    if path == "/_emulator/polls" and method == "GET":
+        return 200, {"ok": True, "tasks": store.poll_log()}
     if path == "/_emulator/faults" and method == "GET":
         return 200, {"ok": True, "faults": faults.pending()}
     if path == "/_emulator/faults" and method == "POST":

@@ -174,6 +174,10 @@ class Emulator:
     def pending_faults(self) -> dict[str, int]:
         return self.faults.pending()
 
+    def poll_log(self) -> dict:
+        """Every poll so far, per task: {task id: {"submitted_at": t, "polls": [t, ...]}} (unix seconds)."""
+        return self.store.poll_log()
+
     def log_file_request(self, entry: dict) -> None:
         """Remember a result-file request; the handler keeps updating `entry` (bytes sent) as it streams."""
         with self._lock:
@@ -415,6 +419,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _poll(self, protocol_name: str, task_id: str, shape) -> None:
         self._authenticate(protocol_name)
+        self.emu.store.record_poll(task_id)
         fault = self.emu.faults.take("poll")
         if fault is not None:
             kind = fault.get("kind")

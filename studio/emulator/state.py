@@ -91,6 +91,7 @@ class TaskStore:
         self._blocked = _blocked_pattern(config.blocked_words)
         self._secret = secrets.token_bytes(32)
         self._submissions = 0
+        self._polls: dict[str, list[float]] = {}  # task id -> the wall time of every poll, in order
         self._load()
 
     def now(self) -> float:
@@ -118,6 +119,23 @@ class TaskStore:
     def tasks(self) -> list[str]:
         with self._lock:
             return list(self._tasks)
+
+    def record_poll(self, task_id: str) -> None:
+        """Remember when a poll of `task_id` arrived: what the gateway sees of the studio's cadence."""
+        now = self.now()
+        with self._lock:
+            self._polls.setdefault(task_id, []).append(now)
+
+    def poll_log(self) -> dict:
+        """{task id: {"submitted_at": t, "polls": [t, ...]}} for every task polled so far (unix seconds)."""
+        with self._lock:
+            return {
+                task_id: {
+                    "submitted_at": self._tasks[task_id]["submitted_at"] if task_id in self._tasks else None,
+                    "polls": list(times),
+                }
+                for task_id, times in self._polls.items()
+            }
 
     def lookup(self, task_id: str, protocol: str) -> tuple[dict, dict]:
         """(a copy of the record, its derived view) of a task made through `protocol`; else ApiError 404."""

@@ -448,8 +448,14 @@ class GatewayClient:
     ) -> None:
         self.base_url = (base_url or settings.BYTESPIKE_BASE_URL).rstrip("/")
         timeout = timeout or httpx.Timeout(**settings.GATEWAY_TIMEOUT, pool=5.0)
+        # One client is shared by the poller's threads: keep a connection alive for each of them.
+        threads = max(20, settings.STUDIO_POLLER_THREADS)
         self.http = httpx.Client(
-            base_url=self.base_url, timeout=timeout, transport=transport, follow_redirects=False
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=max(100, threads), max_keepalive_connections=threads),
         )
         # Result downloads get their own client with no credentials at all.
         self.files = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)

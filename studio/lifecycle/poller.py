@@ -1,26 +1,44 @@
 """The poller: one leased loop that keeps every in-flight render on its polling cadence.
 
-One poller at a time holds a database lease (renewed every tick); it polls every due render concurrently from a
-thread pool, re-sends due submissions, re-queues due download retries and runs the sweep every few seconds.
+One poller at a time holds a database lease (renewed every second). It keeps the schedule of every render at the
+gateway in memory, so a poll whose answer changes nothing costs no database write:
+
+- one query per tick (`feed`) finds what is new or changed (rows whose `updated_at` moved: a submission went
+  through, a cancel was asked for, someone else moved a render on) and what is due to be (re)submitted or whose
+  download is due again;
+- due polls go to a pool of threads that do HTTP only, over one shared keep-alive client; the loop thread applies
+  the answers. State changes (started, completed, failed, stalled, lost) are written at once with the usual
+  conditional update (`transitions.advance`, through `poll.apply_status`); progress, the poll count and error
+  count, and `next_poll_at` are written in batches (one UPDATE per few hundred rows), and all of it when the run
+  hands over, so a successor and the sweep see a truthful schedule;
+- a 429 with Retry-After pauses every poll to that gateway, not just the one render's;
+- a render with a cancel to send goes the old way (`poll.poll_step` in a pool thread, with its own connection,
+  closed afterwards): the cancel is tried and the render is polled as usual in the same step.
+
+If the poller dies, what it had not written is at most a batch interval of progress and schedule: its successor
+polls those renders a little early, never late.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Q
+from django.db.models import Case, F, Field, Q, Value, When
 from django.utils import timezone
 
-from studio import queue
-from studio.lifecycle import transitions
-from studio.lifecycle.poll import poll_step
+from studio import cadence, queue
+from studio.gateway.client import GatewayClient
+from studio.gateway.types import CredentialsRejected, GatewayError, NotFound, RateLimited, TaskState
+from studio.lifecycle import cancel, poll, transitions
 from studio.lifecycle.submit import submit_step
 from studio.lifecycle.sweep import sweep
 from studio.models import AT_GATEWAY, Lease, Render, State
@@ -28,9 +46,74 @@ from studio.queue import POLLER_LEASE, POLLER_LEASE_SECONDS
 
 log = logging.getLogger("studio.lifecycle")
 
+FEED_EVERY = 0.25  # seconds between the queries that find new and due work
+FEED_MARGIN = timedelta(seconds=1)  # rows changed this long before the last query are read again (commit lag)
+PROGRESS_EVERY = 1.0  # seconds between batched writes of progress and error counts
+SCHEDULE_EVERY = (
+    5.0  # seconds between batched writes of next_poll_at (a successor polls early by at most this)
+)
+LEASE_EVERY = 1.0
+BATCH = 200
+SUBMIT_TASK_LOST_AFTER = timedelta(
+    seconds=10
+)  # a pending render not sent by its own task this long is sent here
+QUIET_ANSWERS = (TaskState.QUEUED, TaskState.RUNNING)  # an unknown status is parsed as running
+FIELDS = (
+    "pk",
+    "state",
+    "model",
+    "gateway_task_id",
+    "progress",
+    "poll_count",
+    "poll_errors",
+    "next_poll_at",
+    "submitted_at",
+    "created_at",
+    "cancel_requested_at",
+    "cancel_note",
+    "cancel_attempts",
+    "next_attempt_at",
+    "lease_until",
+)
 
-def _in_thread(step: Callable, *args) -> str:
-    """Run a step in a pool thread with its own database connection, closed afterwards."""
+
+@dataclass
+class Tracked:
+    """What the lease holder knows of one render at the gateway; the row is written when this says so."""
+
+    pk: uuid.UUID
+    state: str
+    model: str
+    task_id: str
+    progress: int
+    poll_count: int
+    poll_errors: int
+    due: float  # monotonic time of the next poll
+    since: datetime  # when the gateway got it (the cadence's clock)
+    wants_cancel: bool
+    busy: bool = False  # a poll (or cancel step) is in flight
+    dirty: bool = False  # progress or counts not yet written
+    schedule_dirty: bool = False  # next_poll_at not yet written
+    next_poll_at: datetime | None = None
+
+
+def _wants_cancel(row: dict) -> bool:
+    return (
+        row["cancel_requested_at"] is not None
+        and not row["cancel_note"]
+        and row["cancel_attempts"] < cancel.MAX_CANCEL_ATTEMPTS
+    )
+
+
+def _submit_due(row: dict, now: datetime) -> bool:
+    """A pending render whose retry is due, or whose submit task has not sent it within 10 s (lost)."""
+    if row["next_attempt_at"] is not None:
+        return row["next_attempt_at"] <= now
+    return row["created_at"] <= now - SUBMIT_TASK_LOST_AFTER
+
+
+def _in_thread(step, *args) -> str:
+    """Run a step that needs the database in a pool thread, with its own connection, closed afterwards."""
     try:
         return step(*args)
     except Exception:
@@ -40,27 +123,29 @@ def _in_thread(step: Callable, *args) -> str:
         connections.close_all()
 
 
-def due_work(now) -> tuple[list, list, list]:
-    """Ids of renders due for a poll, a (re)submission, and a download retry."""
-    polls = list(
-        Render.objects.filter(state__in=AT_GATEWAY, next_poll_at__lte=now)
-        .order_by("next_poll_at")
-        .values_list("pk", flat=True)[:500]
+def _poll_only(client: GatewayClient, model: str, task_id: str):
+    """HTTP only, no database: the answer or the error, for the loop thread to apply."""
+    try:
+        return client.poll(model, task_id)
+    except GatewayError as error:
+        return error
+
+
+def feed_query(since: datetime | None, now: datetime, ours: list[datetime] | None = None):
+    """The one query per tick: renders changed since `since` (all at the gateway on the first tick) except by
+    our own batched writes (stamped `ours`), pending renders due for a (re)submission, and downloads due for a
+    retry whose worker holds no lease."""
+    changed = Q(state__in=AT_GATEWAY) if since is None else Q(updated_at__gte=since)
+    if since is not None and ours:
+        changed &= ~Q(updated_at__in=ours)
+    submits = Q(state=State.PENDING) & (
+        Q(next_attempt_at__lte=now)
+        | Q(next_attempt_at__isnull=True, created_at__lte=now - timedelta(seconds=10))
     )
-    submits = list(
-        Render.objects.filter(state=State.PENDING)
-        .filter(
-            Q(next_attempt_at__lte=now)
-            | Q(next_attempt_at__isnull=True, created_at__lte=now - timedelta(seconds=10))
-        )
-        .values_list("pk", flat=True)[:100]
+    downloads = Q(state=State.DOWNLOADING, next_attempt_at__lte=now) & (
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     )
-    downloads = list(
-        Render.objects.filter(state=State.DOWNLOADING, next_attempt_at__lte=now)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .values_list("pk", flat=True)[:100]
-    )
-    return polls, submits, downloads
+    return Render.objects.filter(changed | submits | downloads).values(*FIELDS)
 
 
 def poller_has_work() -> bool:
@@ -73,12 +158,259 @@ def poller_has_work() -> bool:
     ).exists()
 
 
-def run_poller(max_seconds: float | None = None, tick: float = 0.2, wait_for_lease: float = 0.0) -> dict:
+def _case(batch: list[Tracked], name: str) -> Case:
+    """CASE pk WHEN ... THEN <the value we hold> ... ELSE <the column> END, typed as the column."""
+    field = Render._meta.get_field(name)
+    assert isinstance(field, Field)
+    whens = [When(pk=e.pk, then=Value(getattr(e, name), output_field=field)) for e in batch]
+    return Case(*whens, default=F(name), output_field=field)
+
+
+class Poller:
+    """One run of the lease holder: the in-memory schedule, the HTTP pool and the batched writes."""
+
+    def __init__(self, client: GatewayClient, pool: ThreadPoolExecutor, limit: int) -> None:
+        self.client = client
+        self.pool = pool
+        self.limit = limit  # polls in flight at once
+        self.tracked: dict[uuid.UUID, Tracked] = {}
+        self.running: dict[Future, uuid.UUID] = {}
+        self.steps: dict[Future, uuid.UUID] = {}  # submissions and cancel steps (they use the database)
+        self.paused_until = 0.0  # monotonic: a 429's Retry-After holds every poll until then
+        self.since: datetime | None = None
+        self.stamps: list[datetime] = []  # the updated_at of our recent batched writes: the feed skips them
+        self.counts = {"polls": 0, "submits": 0, "downloads": 0, "writes_saved": 0}
+
+    # --- the schedule --------------------------------------------------------------------------------------
+
+    def _delay(self, entry: Tracked) -> float | None:
+        elapsed = (timezone.now() - entry.since).total_seconds()
+        delay = cadence.poll_delay(elapsed / settings.STUDIO_POLL_SCALE, settings.STUDIO_STALL_AFTER_SECONDS)
+        return None if delay is None else transitions.scaled(delay)
+
+    def _track(self, row: dict) -> None:
+        entry = self.tracked.get(row["pk"])
+        if row["state"] not in AT_GATEWAY:
+            if entry is not None and not entry.busy:
+                del self.tracked[row["pk"]]
+            elif entry is not None:
+                entry.state = row["state"]  # dropped once its poll in flight returns
+            return
+        if entry is not None:
+            # Someone moved it on (or it is our own write read back): the row's state and cancel win; the
+            # progress, counts and schedule are ours (no one else writes them while we hold the lease).
+            entry.state = row["state"]
+            entry.wants_cancel = _wants_cancel(row)
+            return
+        due_at = row["next_poll_at"]
+        wait_s = 0.0 if due_at is None else max(0.0, (due_at - timezone.now()).total_seconds())
+        self.tracked[row["pk"]] = Tracked(
+            pk=row["pk"],
+            state=row["state"],
+            model=row["model"],
+            task_id=row["gateway_task_id"],
+            progress=row["progress"],
+            poll_count=row["poll_count"],
+            poll_errors=row["poll_errors"],
+            due=time.monotonic() + wait_s,
+            since=row["submitted_at"] or row["created_at"],
+            wants_cancel=_wants_cancel(row),
+            next_poll_at=due_at,
+        )
+
+    def _reload(self, pk) -> None:
+        self.tracked.pop(pk, None)
+        row = Render.objects.filter(pk=pk, state__in=AT_GATEWAY).values(*FIELDS).first()
+        if row is not None:
+            self._track(row)
+
+    def feed(self) -> None:
+        """One query: what changed since the last one, what is due to be submitted or downloaded again."""
+        now = timezone.now()
+        rows = list(feed_query(self.since, now, self.stamps))
+        self.since = now - FEED_MARGIN
+        self.stamps = [stamp for stamp in self.stamps if stamp >= self.since]
+        for row in rows:
+            if row["state"] == State.PENDING:
+                if _submit_due(row, now):  # not one just made: its own submit task is on its way
+                    self._submit(row["pk"])
+            elif (
+                row["state"] == State.DOWNLOADING and row["next_attempt_at"] and row["next_attempt_at"] <= now
+            ):
+                self._download(row, now)
+            else:
+                self._track(row)
+
+    def _submit(self, pk) -> None:
+        if pk in self.steps.values():
+            return
+        self.steps[self.pool.submit(_in_thread, submit_step, pk, self.client)] = pk
+        self.counts["submits"] += 1
+
+    def _download(self, row: dict, now: datetime) -> None:
+        if row["lease_until"] is not None and row["lease_until"] >= now:
+            return
+        if Render.objects.filter(pk=row["pk"], next_attempt_at__lte=now).update(
+            next_attempt_at=now + timedelta(seconds=60)
+        ):
+            queue.enqueue("download_render", row["pk"])
+            self.counts["downloads"] += 1
+
+    # --- polling -------------------------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        now = time.monotonic()
+        if now < self.paused_until:
+            return
+        room = self.limit - len(self.running)
+        if room <= 0:
+            return
+        due = sorted((e for e in self.tracked.values() if not e.busy and e.due <= now), key=lambda e: e.due)[
+            :room
+        ]
+        for entry in due:
+            entry.busy = True
+            if entry.wants_cancel:
+                # The old way, whole: the cancel is tried, then the render is polled as usual.
+                self._flush([entry], schedule=False)
+                future = self.pool.submit(_in_thread, poll.poll_step, entry.pk, self.client)
+                self.steps[future] = entry.pk
+            else:
+                future = self.pool.submit(_poll_only, self.client, entry.model, entry.task_id)
+                self.running[future] = entry.pk
+            self.counts["polls"] += 1
+
+    def collect(self, timeout: float) -> None:
+        """Apply the answers that arrived (waiting up to `timeout` for the first)."""
+        pending = list(self.running) + list(self.steps)
+        if pending:
+            wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        else:
+            time.sleep(timeout)
+        for future in [f for f in self.running if f.done()]:
+            pk = self.running.pop(future)
+            entry = self.tracked.get(pk)
+            if entry is None:
+                continue
+            entry.busy = False
+            if entry.state not in AT_GATEWAY:  # moved on by someone else while the poll was in flight
+                del self.tracked[pk]
+                continue
+            try:
+                self._apply(entry, future.result())
+            except Exception:
+                log.exception("Applying a poll of render %s failed", pk)
+                self._reload(pk)
+        for future in [f for f in self.steps if f.done()]:
+            pk = self.steps.pop(future)
+            if pk in self.tracked:
+                self._reload(pk)
+
+    def _apply(self, entry: Tracked, answer) -> None:
+        if isinstance(answer, GatewayError):
+            self._failed(entry, answer)
+            return
+        if answer.state not in QUIET_ANSWERS:
+            self._write_through(entry, lambda render: poll.apply_status(render, answer))
+            return
+        if answer.state == TaskState.RUNNING and entry.state == State.QUEUED:
+            self._write_through(entry, lambda render: poll.apply_status(render, answer))
+            return
+        progress = entry.progress
+        if answer.progress is not None and not (
+            answer.state == TaskState.QUEUED and entry.state == State.RUNNING
+        ):
+            progress = (
+                max(answer.progress, entry.progress) if entry.state == State.RUNNING else answer.progress
+            )
+        if progress != entry.progress or entry.poll_errors:
+            entry.dirty = True
+        else:
+            self.counts["writes_saved"] += 1
+        entry.progress, entry.poll_errors = progress, 0
+        entry.poll_count += 1
+        self._schedule(entry)
+
+    def _failed(self, entry: Tracked, error: GatewayError) -> None:
+        if isinstance(error, RateLimited):
+            # The gateway asked the studio to slow down: every poll waits, not just this render's.
+            self.paused_until = max(self.paused_until, time.monotonic() + max(error.retry_after, 0.0))
+            log.warning("The gateway answered 429; pausing every poll for %.1f s", error.retry_after)
+        errors = entry.poll_errors + 1
+        if (
+            (isinstance(error, NotFound) and errors >= poll.LOST_TASK_AFTER_404S)
+            or isinstance(error, CredentialsRejected)
+            or errors == poll.POLL_ERROR_ALERT_AFTER
+        ):
+            self._write_through(entry, lambda render: poll._poll_failed(render, error))  # noqa: SLF001
+            return
+        log.warning("Polling render %s failed (%s): %s", entry.pk, type(error).__name__, error.message)
+        entry.poll_errors, entry.poll_count, entry.dirty = errors, entry.poll_count + 1, True
+        self._schedule(entry)
+        entry.due = max(entry.due, self.paused_until)
+
+    def _schedule(self, entry: Tracked) -> None:
+        delay = self._delay(entry)
+        if delay is None:  # past the hard deadline: stalled, written at once
+            self._write_through(entry, lambda render: poll._schedule_next(render))  # noqa: SLF001
+            return
+        entry.due = time.monotonic() + delay
+        entry.next_poll_at = timezone.now() + timedelta(seconds=delay)
+        entry.schedule_dirty = True
+
+    def _write_through(self, entry: Tracked, step) -> None:
+        """A change the row must show now: write what is pending, then the step's own conditional update."""
+        self._flush([entry], schedule=False)
+        render = Render.objects.filter(pk=entry.pk, state__in=AT_GATEWAY).first()
+        if render is not None:
+            step(render)
+        self._reload(entry.pk)
+
+    # --- batched writes ------------------------------------------------------------------------------------
+
+    def _flush(self, entries: list[Tracked], *, schedule: bool) -> int:
+        """Write the pending progress, counts (and schedule) of `entries`: one UPDATE per batch, and only for
+        rows still at the gateway (someone else may have moved one on)."""
+        if schedule:
+            todo = [e for e in entries if e.dirty or e.schedule_dirty]
+        else:
+            todo = [e for e in entries if e.dirty]
+        for start in range(0, len(todo), BATCH):
+            batch = todo[start : start + BATCH]
+            names = ["progress", "poll_count", "poll_errors"] + (["next_poll_at"] if schedule else [])
+            fields: dict[str, Any] = {name: _case(batch, name) for name in names}
+            if any(e.dirty for e in batch):
+                stamp = timezone.now()
+                fields["updated_at"] = Value(stamp)  # the page's cards changed
+                self.stamps.append(stamp)
+            Render.objects.filter(pk__in=[e.pk for e in batch], state__in=AT_GATEWAY).update(**fields)
+            for entry in batch:
+                entry.dirty = False
+                if schedule:
+                    entry.schedule_dirty = False
+        return len(todo)
+
+    def flush(self, *, schedule: bool) -> None:
+        self._flush(list(self.tracked.values()), schedule=schedule)
+
+    def drain(self) -> None:
+        """Wait for every poll and step in flight and apply it (the run is handing over)."""
+        while self.running or self.steps:
+            self.collect(0.1)
+
+
+def run_poller(
+    max_seconds: float | None = None,
+    tick: float = 0.2,
+    wait_for_lease: float = 0.0,
+    stop: threading.Event | None = None,
+) -> dict:
     """Poll every due render concurrently until nothing is in flight or the run's time is up.
 
     One poller at a time holds the lease; a second one returns at once. When its time is up with work left it
-    hands over to a fresh task, so no single task outlives the cluster's timeout. The once-a-minute sweep
-    starts a new one if this one dies.
+    hands over to a fresh task (writing its schedule first), so no single task outlives the cluster's timeout.
+    The once-a-minute sweep starts a new one if this one dies. `stop` ends the run early, handing over as when its
+    time is up.
     """
     holder = uuid.uuid4().hex
     lease_seconds = POLLER_LEASE_SECONDS
@@ -89,52 +421,55 @@ def run_poller(max_seconds: float | None = None, tick: float = 0.2, wait_for_lea
         time.sleep(0.5)
     max_seconds = settings.STUDIO_POLLER_RUN_SECONDS if max_seconds is None else max_seconds
     deadline = time.monotonic() + max_seconds
-    running: dict = {}
-    counts = {"polls": 0, "submits": 0, "downloads": 0}
-    next_sweep = 0.0
     client = transitions.client_factory()
+    threads = settings.STUDIO_POLLER_THREADS
     work_left = True
+    lost = False
+    poller: Poller | None = None
     try:
-        with ThreadPoolExecutor(settings.STUDIO_POLLER_THREADS, thread_name_prefix="poller") as pool:
-            while time.monotonic() < deadline:
-                if not Lease.acquire(POLLER_LEASE, holder, lease_seconds):
-                    log.warning("The poller lost its lease; stopping")
-                    break
-                running = {rid: fut for rid, fut in running.items() if not fut.done()}
-                now = timezone.now()
-                polls, submits, downloads = due_work(now)
-                _dispatch(pool, running, polls, poll_step, client, counts, "polls")
-                _dispatch(pool, running, submits, submit_step, client, counts, "submits")
-                for rid in downloads:
-                    if Render.objects.filter(pk=rid, next_attempt_at__lte=now).update(
-                        next_attempt_at=now + timedelta(seconds=60)
-                    ):
-                        queue.enqueue("download_render", rid)
-                        counts["downloads"] += 1
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + 5
-                    sweep_result = sweep()
-                    work_left = sweep_result.get("in_flight", True)
-                if not running and not poller_has_work():
-                    work_left = False
-                    break
-                time.sleep(tick)
+        with ThreadPoolExecutor(threads, thread_name_prefix="poller") as pool:
+            poller = Poller(client, pool, limit=threads * 2)
+            next_feed = next_lease = next_sweep = 0.0
+            next_progress = time.monotonic() + PROGRESS_EVERY
+            next_schedule = time.monotonic() + SCHEDULE_EVERY
+            ticks = 0
+            while ticks == 0 or (time.monotonic() < deadline and not (stop is not None and stop.is_set())):
+                ticks += 1  # at least one tick, however late the run got going
+                now = time.monotonic()
+                if now >= next_lease:
+                    next_lease = now + LEASE_EVERY
+                    if not Lease.acquire(POLLER_LEASE, holder, lease_seconds):
+                        log.warning("The poller lost its lease; stopping")
+                        lost = True
+                        break
+                if now >= next_feed:
+                    next_feed = now + min(FEED_EVERY, tick)
+                    poller.feed()
+                    if not poller.tracked and not poller.running and not poller.steps:
+                        if not poller_has_work():
+                            work_left = False
+                            break
+                if now >= next_sweep:
+                    next_sweep = now + 5
+                    work_left = sweep().get("in_flight", True)
+                poller.dispatch()
+                poller.collect(min(tick, 0.05))
+                if time.monotonic() >= next_schedule:
+                    next_schedule = time.monotonic() + SCHEDULE_EVERY
+                    next_progress = time.monotonic() + PROGRESS_EVERY
+                    poller.flush(schedule=True)
+                elif time.monotonic() >= next_progress:
+                    next_progress = time.monotonic() + PROGRESS_EVERY
+                    poller.flush(schedule=False)
             else:
                 work_left = poller_has_work()
-            for future in list(running.values()):
-                future.result()
+            poller.drain()
+            if not lost:
+                poller.flush(schedule=True)  # the hand-over: the successor starts from a truthful schedule
     finally:
         client.close()
         Lease.release(POLLER_LEASE, holder)
     if work_left:
         queue.enqueue("run_poller")
+    counts = poller.counts if poller is not None else {}
     return {"ran": True, **counts, "work_left": work_left}
-
-
-def _dispatch(pool, running: dict, ids: list, step, client, counts: dict, key: str) -> None:
-    for rid in ids:
-        if rid in running:
-            continue
-        future: Future = pool.submit(_in_thread, step, rid, client)
-        running[rid] = future
-        counts[key] += 1

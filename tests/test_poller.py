@@ -1,0 +1,180 @@
+"""The poller keeps the schedule in memory: a poll whose answer changes nothing writes nothing, the schedule is
+written on hand-over, a 429 slows every poll to that gateway, and changes made by others (a cancel) still reach it.
+
+What is asserted is what the database and the gateway's own log of polls show, in order; no wall-clock bounds.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection, connections
+from django.db.backends.signals import connection_created
+from django.utils import timezone
+
+from studio.actions.renders import do_cancel_render, do_submit_render
+from studio.forms import RenderForm
+from studio.gateway.client import GatewayClient
+from studio.lifecycle.poller import run_poller
+from studio.lifecycle.submit import submit_step
+from studio.models import Render, State
+from tests.conftest import fresh, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SORA2 = {"model": "sora2", "prompt": "A red apple rolls across a wooden table", "duration_seconds": "5"}
+
+
+@pytest.fixture(scope="module")
+def still_emulator(tmp_path_factory):
+    """An emulator so slow that a task stays queued (the same answer, poll after poll) for the whole test."""
+    from studio.emulator import Emulator, EmulatorConfig
+
+    emu = Emulator(EmulatorConfig(speed=0.01, fps=8, data_dir=tmp_path_factory.mktemp("still"))).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def still(gateway, still_emulator, settings):
+    still_emulator.clear_faults()
+    settings.BYTESPIKE_BASE_URL = still_emulator.base_url
+    yield still_emulator
+    still_emulator.clear_faults()
+
+
+def sent(user, prompt: str = SORA2["prompt"]) -> Render:
+    form = RenderForm({**SORA2, "prompt": prompt})
+    assert form.is_valid(), form.errors
+    render = do_submit_render(user, form.order())
+    with GatewayClient() as client:
+        assert submit_step(render.pk, client) == "submitted"
+    return fresh(render)
+
+
+def polls_of(emulator, render: Render) -> list[float]:
+    return emulator.poll_log().get(render.gateway_task_id, {}).get("polls", [])
+
+
+def when(unix: float) -> datetime:
+    return datetime.fromtimestamp(unix, tz=UTC)
+
+
+def poll_in_background(until) -> list[str]:
+    """Run the poller in a thread until `until()` holds, then stop it as a hand-over would; the SQL it sent
+    (from every connection opened meanwhile: a poller could write from its pool threads)."""
+    sql: list[str] = []
+    stop = threading.Event()
+
+    def record(execute, statement, params, many, context):
+        sql.append(statement)
+        return execute(statement, params, many, context)
+
+    def wrap(sender, connection, **kwargs) -> None:
+        if record not in connection.execute_wrappers:
+            connection.execute_wrappers.append(record)
+
+    def run() -> None:
+        try:
+            wrap(None, connection)
+            run_poller(max_seconds=120, tick=0.05, stop=stop)
+        finally:
+            connections.close_all()
+
+    connection_created.connect(wrap)
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_for(until, timeout=60, interval=0.02)
+    finally:
+        stop.set()
+        thread.join()
+        connection_created.disconnect(wrap)
+    return sql
+
+
+def test_polls_whose_answer_changes_nothing_write_nothing(still, owner, queue):
+    render = sent(owner)
+    queue.pending()
+
+    sql = poll_in_background(lambda: len(polls_of(still, render)) >= 5)
+
+    polls = polls_of(still, render)
+    writes = [s for s in sql if s.startswith("UPDATE") and "poll_count" in s]
+    assert len(polls) >= 5  # queued, queued, queued...: nothing to write
+    assert len(writes) == 1  # the hand-over's batch, not one write per poll
+    render = fresh(render)
+    assert render.state == State.QUEUED
+    assert render.poll_count == len(polls)  # the count the batch wrote is the gateway's
+
+
+def test_the_hand_over_writes_a_truthful_schedule(still, owner, queue):
+    render = sent(owner)
+    queue.pending()
+    Render.objects.filter(pk=render.pk).update(next_poll_at=timezone.now())
+
+    poll_in_background(lambda: len(polls_of(still, render)) >= 3)
+
+    polls = polls_of(still, render)
+    # The successor and the sweep read the next poll from the row: it follows the last poll the gateway saw.
+    assert fresh(render).next_poll_at > when(polls[-1])
+
+
+def test_a_429_with_retry_after_holds_every_poll_to_that_gateway(still, owner, queue):
+    first = sent(owner, "The first render")
+    others = [sent(owner, f"Another render {n}") for n in range(3)]
+    queue.pending()
+    # The first is due now, the others two seconds later: the 429 answers the first one's poll.
+    Render.objects.filter(pk=first.pk).update(next_poll_at=timezone.now() - timedelta(seconds=1))
+    Render.objects.filter(pk__in=[r.pk for r in others]).update(
+        next_poll_at=timezone.now() + timedelta(seconds=2)
+    )
+    still.add_fault("poll", status=429, retry_after=3)
+
+    poll_in_background(lambda: all(len(polls_of(still, r)) >= 2 for r in [first, *others]))
+
+    answered_429 = polls_of(still, first)[0]
+    later = [t for r in [first, *others] for t in polls_of(still, r) if t > answered_429]
+    assert min(later) >= answered_429 + 3  # no render of that gateway was polled during its Retry-After
+
+
+def test_a_cancel_asked_for_while_the_poller_runs_reaches_the_gateway(still, owner, queue):
+    render = sent(owner)
+    queue.pending()
+    done = threading.Event()
+
+    def cancel_once_polled() -> None:
+        try:
+            wait_for(lambda: len(polls_of(still, render)) >= 2, timeout=30, interval=0.02)
+            do_cancel_render(fresh(render))
+        finally:
+            done.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=cancel_once_polled)
+    thread.start()
+    run_poller(max_seconds=30, tick=0.05)  # returns once nothing is in flight
+    thread.join()
+
+    render = fresh(render)
+    assert render.state == State.CANCELLED
+    assert still.task(render.gateway_task_id)["status"] == "cancelled"
+
+
+def test_a_render_just_made_is_left_to_its_own_submit_task(still, owner, queue):
+    """The feed reads every row changed since the last tick, new drafts too: one whose submit task is on its way
+    is not sent by the poller (only one left pending past the task's 10 s, or due for a retry, is)."""
+    polled = sent(owner)
+    queue.pending()
+    form = RenderForm({**SORA2, "prompt": "A draft just submitted"})
+    assert form.is_valid(), form.errors
+    draft = do_submit_render(owner, form.order())
+    before = still.submissions
+
+    poll_in_background(lambda: len(polls_of(still, polled)) >= 15)  # several ticks have read the draft's row
+
+    assert fresh(draft).state == State.PENDING
+    assert still.submissions == before
+    assert queue.names().count("submit_render") == 1  # its own task is still there to send it
