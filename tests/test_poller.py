@@ -178,3 +178,39 @@ def test_a_render_just_made_is_left_to_its_own_submit_task(still, owner, queue):
     assert fresh(draft).state == State.PENDING
     assert still.submissions == before
     assert queue.names().count("submit_render") == 1  # its own task is still there to send it
+
+
+def test_reading_a_render_again_while_its_poll_is_in_flight_sends_no_second_poll(still, owner):
+    """A render's own submission finishing (or any step) reads its row again; if a poll of it is still out, the
+    fresh entry must wait for that poll, not send a second one beside it (two polls of one task at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from studio.lifecycle.poller import Poller
+
+    render = sent(owner)
+    release = threading.Event()
+
+    class Hanging(GatewayClient):
+        calls = 0
+
+        def poll(self, model, task_id):
+            Hanging.calls += 1
+            release.wait(timeout=30)
+            return super().poll(model, task_id)
+
+    with Hanging() as client, ThreadPoolExecutor(4) as pool:
+        poller = Poller(client, pool, limit=4)
+        poller.feed()
+        Render.objects.filter(pk=render.pk).update(next_poll_at=timezone.now())
+        poller.tracked[render.pk].due = 0  # due now
+        poller.dispatch()
+        assert len(poller.running) == 1
+        poller._reload(render.pk)  # noqa: SLF001  (what a finished step does)
+        poller.tracked[render.pk].due = 0
+        poller.dispatch()
+        in_flight = len(poller.running)
+        release.set()
+        poller.collect(timeout=10)
+    connections.close_all()
+    assert in_flight == 1
+    assert Hanging.calls == 1

@@ -219,10 +219,14 @@ class Poller:
         )
 
     def _reload(self, pk) -> None:
-        self.tracked.pop(pk, None)
+        """Read a render's row again. A poll of it still in flight stays its only one: the fresh entry is busy
+        until that poll returns (its own submission finishing, say, must not send a second poll beside it)."""
+        old = self.tracked.pop(pk, None)
         row = Render.objects.filter(pk=pk, state__in=AT_GATEWAY).values(*FIELDS).first()
         if row is not None:
             self._track(row)
+            if old is not None and old.busy and pk in self.tracked:
+                self.tracked[pk].busy = True
 
     def feed(self) -> None:
         """One query: what changed since the last one, what is due to be submitted or downloaded again."""
