@@ -86,7 +86,9 @@ def live_clusters() -> set[str]:
 @dataclass
 class Change:
     claimed: set[int] = field(default_factory=set)  # new to us: read all their renders
-    lost: set[int] = field(default_factory=set)  # taken by someone else while we stalled: forget, write nothing
+    lost: set[int] = field(
+        default_factory=set
+    )  # taken by someone else while we stalled: forget, write nothing
     surplus: set[int] = field(default_factory=set)  # to give back (after their polls return)
 
 
@@ -139,8 +141,7 @@ class Shards:
                 runs.add(holder)
             elif name.startswith(prefix) and name[len(prefix) :].isdigit():
                 taken[int(name[len(prefix) :])] = holder
-        for k, holder in taken.items():
-            runs.add(holder)  # a run that holds a shard is live, whatever its run lease says
+        runs |= set(taken.values())  # a run that holds a shard is live, whatever its run lease says
         self.runs_seen = len(runs)
         share = math.ceil(self.count / len(runs))
         keeping = self.held - self.releasing
