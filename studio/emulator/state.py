@@ -141,7 +141,10 @@ class TaskStore:
         """(a copy of the record, its derived view) of a task made through `protocol`; else ApiError 404."""
         with self._lock:
             record = self._record(task_id, protocol)
-            return copy.deepcopy(record), self._view(record, self.now())
+            # Records hold plain values and flat dicts (params, fail): a copy one level deep is a full copy, and
+            # a deepcopy on every poll cost more than the rest of the answer.
+            snapshot = {k: (v.copy() if isinstance(v, (dict, list)) else v) for k, v in record.items()}
+            return snapshot, self._view(record, self.now())
 
     def _record(self, task_id: str, protocol: str) -> dict:
         """The live record (callers hold the lock); a task of the other protocol is as unknown as no task."""

@@ -25,13 +25,17 @@ in flight are applied and its schedule written before its lease is released.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from django.conf import settings
@@ -50,6 +54,7 @@ from studio.queue import POLLER_LEASE_SECONDS
 
 log = logging.getLogger("studio.lifecycle")
 
+DISPATCH_EVERY = 0.005  # seconds: answers are applied as they arrive, due polls sent at most this much later
 FEED_EVERY = 0.25  # seconds between the queries that find new and due work
 FEED_MARGIN = timedelta(seconds=1)  # rows changed this long before the last query are read again (commit lag)
 PROGRESS_EVERY = 1.0  # seconds between batched writes of progress and error counts
@@ -194,8 +199,12 @@ class Poller:
         self.shards = held  # None: every render is ours (a lone run, as in tests that drive it by hand)
         self.fresh: set[int] = set()  # shards just taken: the next feed reads all their renders
         self.tracked: dict[uuid.UUID, Tracked] = {}
-        self.running: dict[Future, uuid.UUID] = {}
+        self.running: dict[int, uuid.UUID] = {}  # polls in flight: their token, their render
         self.steps: dict[Future, uuid.UUID] = {}  # submissions and cancel steps (they use the database)
+        # Every poll puts (its token, its answer) here as it returns, every step (None, its future): the loop
+        # thread waits on this one queue, whatever is in flight.
+        self.answers: SimpleQueue = SimpleQueue()
+        self.tokens = itertools.count()
         self.paused_until = 0.0  # monotonic: a 429's Retry-After holds every poll until then
         self.since: datetime | None = None
         self.stamps: list[datetime] = []  # the updated_at of our recent batched writes: the feed skips them
@@ -279,7 +288,7 @@ class Poller:
     def _submit(self, pk) -> None:
         if pk in self.steps.values():
             return
-        self.steps[self.pool.submit(_in_thread, submit_step, pk, self.client)] = pk
+        self._step(self.pool.submit(_in_thread, submit_step, pk, self.client), pk)
         self.counts["submits"] += 1
 
     def _download(self, row: dict, now: datetime) -> None:
@@ -301,31 +310,56 @@ class Poller:
         if room <= 0:
             return
         leaving = self.shards.releasing if self.shards else set()
-        due = sorted(
-            (e for e in self.tracked.values() if not e.busy and e.due <= now and e.shard not in leaving),
-            key=lambda e: e.due,
-        )[:room]
+        due = heapq.nsmallest(
+            room,
+            (e for e in self.tracked.values() if e.due <= now and not e.busy and e.shard not in leaving),
+            key=attrgetter("due"),
+        )
         for entry in due:
             entry.busy = True
             if entry.wants_cancel:
                 # The old way, whole: the cancel is tried, then the render is polled as usual.
                 self._flush([entry], schedule=False)
-                future = self.pool.submit(_in_thread, poll.poll_step, entry.pk, self.client)
-                self.steps[future] = entry.pk
+                self._step(self.pool.submit(_in_thread, poll.poll_step, entry.pk, self.client), entry.pk)
             else:
-                future = self.pool.submit(_poll_only, self.client, entry.model, entry.task_id)
-                self.running[future] = entry.pk
+                token = next(self.tokens)
+                self.running[token] = entry.pk
+                self.pool.submit(self._poll, token, entry.model, entry.task_id)
             self.counts["polls"] += 1
+
+    def _poll(self, token: int, model: str, task_id: str) -> None:
+        """In a pool thread: HTTP only; the answer (or what went wrong) goes to the loop thread."""
+        try:
+            answer: Any = _poll_only(self.client, model, task_id)
+        except Exception as error:  # noqa: BLE001 - handed to the loop thread, which logs it
+            answer = error
+        self.answers.put((token, answer))
+
+    def _step(self, future: Future, pk: uuid.UUID) -> None:
+        self.steps[future] = pk
+        future.add_done_callback(lambda done: self.answers.put((None, done)))
 
     def collect(self, timeout: float) -> None:
         """Apply the answers that arrived (waiting up to `timeout` for the first)."""
-        pending = list(self.running) + list(self.steps)
-        if pending:
-            wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-        else:
+        if not self.running and not self.steps:
             time.sleep(timeout)
-        for future in [f for f in self.running if f.done()]:
-            pk = self.running.pop(future)
+            return
+        try:
+            arrived = [self.answers.get(timeout=timeout)]
+        except Empty:
+            return
+        while True:
+            try:
+                arrived.append(self.answers.get_nowait())
+            except Empty:
+                break
+        for token, answer in arrived:
+            if token is None:  # a step finished
+                pk = self.steps.pop(answer, None)
+                if pk is not None and pk in self.tracked:
+                    self._reload(pk)
+                continue
+            pk = self.running.pop(token)
             entry = self.tracked.get(pk)
             if entry is None:
                 continue
@@ -334,13 +368,11 @@ class Poller:
                 del self.tracked[pk]
                 continue
             try:
-                self._apply(entry, future.result())
+                if isinstance(answer, Exception) and not isinstance(answer, GatewayError):
+                    raise answer
+                self._apply(entry, answer)
             except Exception:
                 log.exception("Applying a poll of render %s failed", pk)
-                self._reload(pk)
-        for future in [f for f in self.steps if f.done()]:
-            pk = self.steps.pop(future)
-            if pk in self.tracked:
                 self._reload(pk)
 
     def _apply(self, entry: Tracked, answer) -> None:
@@ -504,7 +536,8 @@ def run_poller(
     try:
         with ThreadPoolExecutor(threads, thread_name_prefix="poller") as pool:
             poller = Poller(client, pool, limit=threads * 2, held=held)
-            next_feed = next_lease = next_sweep = next_census = 0.0
+            next_feed = next_lease = next_sweep = next_dispatch = 0.0
+            next_census = time.monotonic() + CENSUS_EVERY
             next_progress = time.monotonic() + PROGRESS_EVERY
             next_schedule = time.monotonic() + SCHEDULE_EVERY
             ticks = 0
@@ -536,8 +569,10 @@ def run_poller(
                 if now >= next_sweep:
                     next_sweep = now + 5
                     work_left = sweep().get("in_flight", True)
-                poller.dispatch()
-                poller.collect(min(tick, 0.05))
+                if time.monotonic() >= next_dispatch:  # a scan of the schedule at most every few ms
+                    next_dispatch = time.monotonic() + DISPATCH_EVERY
+                    poller.dispatch()
+                poller.collect(min(tick, 0.05, DISPATCH_EVERY))
                 poller.give_back()
                 if time.monotonic() >= next_schedule:
                     next_schedule = time.monotonic() + SCHEDULE_EVERY

@@ -146,15 +146,9 @@ class Shards:
         share = math.ceil(self.count / len(runs))
         keeping = self.held - self.releasing
         if len(keeping) < share:
-            for k in range(self.count):
-                if len(keeping) >= share:
-                    break
-                if k in taken or k in self.held:
-                    continue
-                if Lease.acquire(self.name(k), self.holder, self.seconds):
-                    self.held.add(k)
-                    keeping.add(k)
-                    change.claimed.add(k)
+            free = [k for k in range(self.count) if k not in taken and k not in self.held]
+            change.claimed = self._claim(free[: share - len(keeping)], {name for name, _, _ in rows}, until)
+            self.held |= change.claimed
         elif len(keeping) > share:
             counts: dict[str, int] = {}
             for holder in taken.values():
@@ -165,6 +159,24 @@ class Shards:
                 self.releasing |= set(give)
                 change.surplus = set(give)
         return change
+
+    def _claim(self, wanted: list[int], existing: set[str], until) -> set[int]:
+        """Take the `wanted` shards that are still free or lapsed: one conditional UPDATE (a run that got there
+        first keeps its own), then one read of what we got."""
+        if not wanted:
+            return set()
+        names = [self.name(k) for k in wanted]
+        now = timezone.now()
+        missing = [name for name in names if name not in existing]
+        if missing:
+            Lease.objects.bulk_create(
+                [Lease(name=name, holder="", expires_at=now) for name in missing], ignore_conflicts=True
+            )
+        Lease.objects.filter(Q(expires_at__lte=now) | Q(holder=""), name__in=names).update(
+            holder=self.holder, expires_at=until
+        )
+        got = Lease.objects.filter(name__in=names, holder=self.holder).values_list("name", flat=True)
+        return {int(name.rsplit("-", 1)[1]) for name in got}
 
     def release(self, shards: set[int]) -> None:
         """Give shards back (their schedule is written): free for any run at its next check."""
