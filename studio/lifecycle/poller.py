@@ -189,7 +189,7 @@ def _case(batch: list[Tracked], name: str) -> RawSQL:
     connection = connections[Render.objects.db]
     field = Render._meta.get_field(name)
     pk = Render._meta.pk
-    assert isinstance(field, Field) and pk is not None
+    assert isinstance(field, Field) and pk is not None and pk.column and field.column
     quote = connection.ops.quote_name
     params: list[Any] = []
     for entry in batch:
@@ -219,6 +219,9 @@ class Poller:
         self.answers: SimpleQueue = SimpleQueue()
         self.tokens = itertools.count()
         self.paused_until = 0.0  # monotonic: a 429's Retry-After holds every poll until then
+        self.next_due = (
+            0.0  # monotonic: no entry not in flight is due before this (no scan needed until then)
+        )
         self.since: datetime | None = None
         self.stamps: list[datetime] = []  # the updated_at of our recent batched writes: the feed skips them
         self.counts = {"polls": 0, "submits": 0, "downloads": 0, "writes_saved": 0}
@@ -254,12 +257,13 @@ class Poller:
             progress=row["progress"],
             poll_count=row["poll_count"],
             poll_errors=row["poll_errors"],
-            due=time.monotonic() + wait_s,
+            due=(due := time.monotonic() + wait_s),
             since=row["submitted_at"] or row["created_at"],
             wants_cancel=_wants_cancel(row),
             shard=shards.shard_of(row["pk"], self.shards.count) if self.shards else 0,
             next_poll_at=due_at,
         )
+        self.next_due = min(self.next_due, due)
 
     def _reload(self, pk) -> None:
         """Read a render's row again. A poll of it still in flight stays its only one: the fresh entry is busy
@@ -317,17 +321,25 @@ class Poller:
 
     def dispatch(self) -> None:
         now = time.monotonic()
-        if now < self.paused_until:
+        if now < self.paused_until or now < self.next_due:
             return
         room = self.limit - len(self.running)
         if room <= 0:
             return
         leaving = self.shards.releasing if self.shards else set()
-        due = heapq.nsmallest(
-            room,
-            (e for e in self.tracked.values() if e.due <= now and not e.busy and e.shard not in leaving),
-            key=attrgetter("due"),
-        )
+        waiting: list[Tracked] = []
+        soonest = float("inf")
+        for e in self.tracked.values():
+            if e.busy or e.shard in leaving:
+                continue
+            if e.due <= now:
+                waiting.append(e)
+            elif e.due < soonest:
+                soonest = e.due
+        if len(waiting) > room:  # the earliest first; the rest at the next scan
+            due, self.next_due = heapq.nsmallest(room, waiting, key=attrgetter("due")), now
+        else:
+            due, self.next_due = waiting, soonest
         for entry in due:
             entry.busy = True
             if entry.wants_cancel:
@@ -437,6 +449,7 @@ class Poller:
             self._write_through(entry, lambda render: poll._schedule_next(render))  # noqa: SLF001
             return
         entry.due = time.monotonic() + delay
+        self.next_due = min(self.next_due, entry.due)
         entry.next_poll_at = timezone.now() + timedelta(seconds=delay)
         entry.schedule_dirty = True
 
