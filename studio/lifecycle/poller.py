@@ -66,6 +66,7 @@ SCHEDULE_EVERY = (
 LEASE_EVERY = 1.0  # seconds between lease checks: renew, take free or lapsed shards, give back a surplus
 CENSUS_EVERY = 10.0  # seconds between looks for a live cluster that has no poller run
 BATCH = 200
+SUBMITS_AT_ONCE = 4  # submissions (and cancel steps) the poller has in its pool at once
 SUBMIT_TASK_LOST_AFTER = timedelta(
     seconds=10
 )  # a pending render not sent by its own task this long is sent here
@@ -303,7 +304,9 @@ class Poller:
                 self._track(row)
 
     def _submit(self, pk) -> None:
-        if pk in self.steps.values():
+        # A few at a time: a batch whose submit tasks are late must not fill the pool's queue ahead of the polls
+        # (nor hold up a hand-over, which waits for every step); the rest are read again at the next feed.
+        if pk in self.steps.values() or len(self.steps) >= SUBMITS_AT_ONCE:
             return
         self._step(self.pool.submit(_in_thread, submit_step, pk, self.client), pk)
         self.counts["submits"] += 1
