@@ -114,6 +114,8 @@ LEVELS: dict[str, Rule] = {
 # auth; the gateway's signed init-image URL (no login by design: tests/test_public.py); the admin site (its own
 # namespace) is skipped as a whole
 SKIPPED_NAMES = {"login", "logout", "init_image"}
+# for machines, no login by design: a load balancer's probe and Prometheus (tests/test_health.py)
+SKIPPED_NAMES |= {"healthz", "metrics"}
 SHARED_PROMPT = "SHARED-CLIP a lighthouse at dusk"
 PRIVATE_PROMPT = "PRIVATE-CLIP a secret storyboard"
 

@@ -36,6 +36,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.media",
             "studio.logging",
             "studio.settings",
+            "studio.metrics",  # counters the gateway client, the poller and the download bump
+            "studio.netaddr",  # the client's address, behind a trusted proxy or not
         ],
     ),
     ("records: the models and their querysets", ["studio.models"]),
@@ -49,6 +51,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.ranged",
             "studio.cursor",  # which cards a page lacks: the poll and submit answers share it
             "studio.serializers",
+            "studio.health",  # /healthz's checks and what /metrics reads from the database
         ],
     ),
     ("actions and task entry points", ["studio.actions.*", "studio.tasks"]),
