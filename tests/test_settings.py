@@ -406,11 +406,8 @@ print(health.status_code)
 
 
 def test_behind_the_proxy_https_requests_get_hsts_and_plain_http_is_redirected(tmp_path):
-    env = {
-        **PRODUCTION,
-        "ALLOWED_HOSTS": "testserver",
-        "STUDIO_MANIFEST_STATIC": "0",
-    }  # no collectstatic here
+    # SQLite in its own data dir whatever the suite runs on; plain static storage (no collectstatic here)
+    env = {**PRODUCTION, "ALLOWED_HOSTS": "testserver", "DATABASE_URL": "", "STUDIO_MANIFEST_STATIC": "0"}
     migrated = run(sys.executable, "manage.py", "migrate", "-v0", data_dir=tmp_path, **env)
     assert migrated.returncode == 0, migrated.stderr
     shell = run(
