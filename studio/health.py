@@ -39,12 +39,14 @@ def broker() -> Broker:
 
 
 def database_ok() -> bool:
+    """The database answers a query."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         return cursor.fetchone() == (1,)
 
 
 def broker_ok() -> bool:
+    """The broker answers (raises when it does not)."""
     broker().queue_size()  # a real round trip: the ORM queue's table, or Redis
     return True
 
