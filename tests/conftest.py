@@ -239,6 +239,11 @@ def s3(object_store, settings):
         "addressing_style": "path",
     }
     settings.STUDIO_S3 = config
+    # As studio/settings.py does for STUDIO_S3_ENDPOINT_URL: pages may play and show files from the store.
+    csp = {key: list(value) for key, value in settings.SECURE_CSP.items()}
+    csp["img-src"].append(object_store.endpoint_url)
+    csp["media-src"].append(object_store.endpoint_url)
+    settings.SECURE_CSP = csp
     settings.STORAGES = {
         **settings.STORAGES,
         "default": s3_storage(config, settings.STUDIO_MEDIA_URL_SECONDS),

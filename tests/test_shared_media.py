@@ -59,10 +59,10 @@ def stored_names(render: Render) -> list[str]:
     return sorted(files)
 
 
-def with_files(owner, tmp_path, **fields) -> Render:
+def with_files(owner, tmp_path, seconds: float = 2, **fields) -> Render:
     """A finished render whose clip and poster were put in the storage as a download puts them."""
     render = make_render(owner, **fields)
-    clip = make_clip(tmp_path / "made" / "clip.mp4", seconds=2)
+    clip = make_clip(tmp_path / "made" / "clip.mp4", seconds=seconds)
     poster = tmp_path / "made" / "poster.jpg"
     poster.write_bytes(b"\xff\xd8\xff\xe0 a poster frame")
     size = clip.stat().st_size
