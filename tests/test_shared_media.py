@@ -29,7 +29,7 @@ from studio.lifecycle.submit import submit_step
 from studio.lifecycle.sweep import FILE_CHECK_LEASE, TEMP_SWEEP_LEASE, sweep
 from studio.models import AT_GATEWAY, Lease, Membership, Render, State
 from studio.settings import s3_storage
-from tests.conftest import fresh, make_clip, poll_until
+from tests.conftest import fresh, make_clip, poll_until, wait_for
 from tests.fixtures import SHORT_PRO, client_for, make_render
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -347,3 +347,36 @@ def test_the_object_store_is_chosen_from_the_environment(monkeypatch, tmp_path):
     assert options["client_config"].request_checksum_calculation == "when_required"
     assert options["querystring_expire"] == 300
     assert "https://objects.example.com:9000" in chosen["SECURE_CSP"]["media-src"]
+
+
+# --- a worker process and a web process share the store --------------------------------------------------------
+
+
+@pytest.mark.cluster
+def test_a_cluster_configured_from_the_environment_stores_what_this_web_process_serves(
+    s3, cluster, owner, outsider, settings
+):
+    """The worker is another process configured only by STUDIO_S3_*, as one on another machine would be: the clip
+    it downloads reaches this web process through the store, and no copy stays on the worker's disk."""
+    cluster.env.update(
+        STUDIO_S3_BUCKET=s3.bucket,
+        STUDIO_S3_ENDPOINT_URL=s3.endpoint_url,
+        STUDIO_S3_ACCESS_KEY_ID=settings.STUDIO_S3["access_key"],
+        STUDIO_S3_SECRET_ACCESS_KEY=settings.STUDIO_S3["secret_key"],
+    )
+    cluster.start()
+    form = RenderForm(SHORT_PRO)
+    assert form.is_valid(), form.errors
+    render = do_submit_render(owner, form.order())
+
+    def completed():
+        """the render completed"""
+        render.refresh_from_db()
+        return render.state == State.COMPLETED
+
+    wait_for(completed, timeout=120)
+    assert s3.keys(s3.bucket) == [f"renders/{render.pk}/clip.mp4", f"renders/{render.pk}/poster.jpg"]
+    assert not render_dir(render.pk).exists()  # the cluster's media folder (this test's MEDIA_ROOT too)
+    status, headers, body = fetch(client_for(owner), f"/renders/{render.pk}/video.mp4")
+    assert status == 200 and len(body) == render.video_bytes and headers["content-type"] == "video/mp4"
+    assert client_for(outsider).get(f"/renders/{render.pk}/video.mp4").status_code == 404
