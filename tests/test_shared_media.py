@@ -376,7 +376,12 @@ def test_a_cluster_configured_from_the_environment_stores_what_this_web_process_
 
     wait_for(completed, timeout=120)
     assert s3.keys(s3.bucket) == [f"renders/{render.pk}/clip.mp4", f"renders/{render.pk}/poster.jpg"]
-    assert not render_dir(render.pk).exists()  # the cluster's media folder (this test's MEDIA_ROOT too)
+
+    def scratch_removed():
+        """the worker removed its scratch folder (it does so just after marking the render completed)"""
+        return not render_dir(render.pk).exists()  # the cluster's media folder (this test's MEDIA_ROOT too)
+
+    wait_for(scratch_removed, timeout=30)
     status, headers, body = fetch(client_for(owner), f"/renders/{render.pk}/video.mp4")
     assert status == 200 and len(body) == render.video_bytes and headers["content-type"] == "video/mp4"
     assert client_for(outsider).get(f"/renders/{render.pk}/video.mp4").status_code == 404
