@@ -24,11 +24,11 @@
       if (clock) clock.textContent = studio.clipTime(leader.currentTime);
     }
 
-    // Dragging seeks the first take; lineage.js moves the others to the same moment (the end of a shorter one).
+    // Dragging moves every take to the same moment (the end of a shorter one), through lineage.js's marked seeks.
     scrub.addEventListener("input", function () {
       dragging = true;
       var time = parseFloat(scrub.value) || 0;
-      players.forEach(function (v) { v.currentTime = isFinite(v.duration) ? Math.min(time, v.duration) : time; });
+      if (window.studioSync) window.studioSync.seekAll(time);
       if (clock) clock.textContent = studio.clipTime(time);
     });
     scrub.addEventListener("change", function () { dragging = false; });
