@@ -69,6 +69,7 @@ def group_answer(request: HttpRequest, renders: list[Render], *also: tuple[str, 
     later = cursor
     for item in renders:
         later = later.adding(item)
+    cards: list[tuple[str, dict]]
     if any(cursor.is_new(item) for item in renders):
         cards = [("studio.html#variant-group", {"group": VariantGroup(renders)})]
     else:  # a repeated submit: the page shows the group already, so its cards are refreshed in place

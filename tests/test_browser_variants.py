@@ -145,6 +145,7 @@ def test_save_search_and_pick_a_prompt_and_watch_the_counter(logged_in, owner, t
     page.click("[data-testid=prompt-save]")
     expect(page.locator("[data-testid=saved-prompt]")).to_have_count(1)
     expect(page.locator("[data-testid=saved-prompt]")).to_contain_text("Heron, vertical")
+    expect(page.locator("#prompt-save-name")).to_have_value("")  # ready for the next one
     assert SavedPrompt.objects.get().params["aspect_ratio"] == "9:16"
 
     # Start over on Sora 2, then search and pick: the form is filled and re-priced.

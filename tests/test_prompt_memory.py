@@ -19,7 +19,9 @@ FORM = {"model": "sora-2-pro", "prompt": "A heron lands on a misty pond", "durat
         "resolution": "720p", "aspect_ratio": "9:16", "seed": "12", "style_preset": "cinematic"}  # fmt: skip
 
 
-def saved(owner, name: str, *, team=None, prompt: str = "A saved prompt", model: str = "sora2") -> SavedPrompt:
+def saved(
+    owner, name: str, *, team=None, prompt: str = "A saved prompt", model: str = "sora2"
+) -> SavedPrompt:
     return SavedPrompt.objects.create(
         user=owner, team=team, name=name, model=model, prompt=prompt, params={"duration_seconds": 5}
     )
@@ -55,7 +57,9 @@ def test_saving_the_form_keeps_its_prompt_model_and_parameters(owner):
 
 
 def test_a_prompt_is_shared_only_with_a_team_i_am_in(owner, team, outsider):
-    client_for(owner).post(reverse("prompt_save"), {**FORM, "name": "For Acme", "share": str(team.pk)}, **HTMX)
+    client_for(owner).post(
+        reverse("prompt_save"), {**FORM, "name": "For Acme", "share": str(team.pk)}, **HTMX
+    )
     assert SavedPrompt.objects.get().team == team
 
     elsewhere = Team.objects.get_or_create(name="Elsewhere", slug="elsewhere")[0]
@@ -121,8 +125,8 @@ def test_recent_prompts_are_my_renders_distinct_prompts_newest_first(owner, team
 
     recent = html[html.index("<h3>Recent</h3>") :]
     assert [f["prompt"] for f in fills(recent)] == ["A fox in snow", "A kite at the beach"]
-    assert fills(recent)[0] == {"prompt": "A fox in snow", "model": "sora-2-pro",
-                                "params": {"duration_seconds": 3, "resolution": "720p", "aspect_ratio": "1:1"}}  # fmt: skip
+    params = {"duration_seconds": 3, "resolution": "720p", "aspect_ratio": "1:1"}
+    assert fills(recent)[0] == {"prompt": "A fox in snow", "model": "sora-2-pro", "params": params}
     assert "TOMS-PROMPT" not in html
 
 
@@ -160,7 +164,9 @@ def test_i_delete_my_own_saved_prompt(owner):
 def test_anyone_elses_saved_prompt_is_404_even_when_shared_with_them(request, owner, team, person):
     shared = saved(owner, "Shared", team=team)
 
-    response = client_for(request.getfixturevalue(person)).post(reverse("prompt_delete", args=[shared.pk]), **HTMX)
+    response = client_for(request.getfixturevalue(person)).post(
+        reverse("prompt_delete", args=[shared.pk]), **HTMX
+    )
 
     assert response.status_code == 404
     assert SavedPrompt.objects.filter(pk=shared.pk).exists()
@@ -186,6 +192,8 @@ def test_the_studio_page_has_the_prompt_memory_and_a_counter_of_the_catalogs_lim
 
 
 def test_a_refused_form_keeps_the_count_of_what_was_typed(owner_client):
-    response = owner_client.post(reverse("submit"), {**FORM, "prompt": "x" * 3812, "duration_seconds": "99"}, **HTMX)
+    response = owner_client.post(
+        reverse("submit"), {**FORM, "prompt": "x" * 3812, "duration_seconds": "99"}, **HTMX
+    )
 
     assert re.search(r"<span data-count>3,812</span> / 4,000<", response.content.decode())

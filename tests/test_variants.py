@@ -343,3 +343,11 @@ def test_render_command_refuses_a_bad_number_of_variants(owner, db):
 
     with pytest.raises(CommandError, match="variants: Render 1 to 4 variants at once."):
         call_command("render", "--user", owner.username, "--variants", "5", "A fox", stdout=StringIO())
+
+
+def test_the_detail_page_of_a_take_links_its_contact_sheet(owner_client, owner, team):
+    takes = make_group(owner, team, 2)
+
+    html = owner_client.get(reverse("detail", args=[takes[1].pk])).content.decode()
+
+    assert "Take 2 of 2 of one prompt" in html and reverse("variants", args=[takes[1].pk]) in html

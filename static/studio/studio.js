@@ -109,6 +109,11 @@
     lastPoll = now;
   });
 
+  // A prompt saved: clear its name, ready for the next one (a refused save keeps it, to fix).
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    if (evt.target.id === "prompt-save" && evt.detail.successful) evt.target.reset();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     initForms(document);
     tick();

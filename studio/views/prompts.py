@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -14,6 +14,8 @@ from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import path
+from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST, require_safe
 
 from studio import access
@@ -39,6 +41,13 @@ class RecentPrompt:
     @property
     def fill(self) -> str:
         return json.dumps({"prompt": self.prompt, "model": self.model, "params": self.params})
+
+    @property
+    def ago(self) -> str:
+        """When it was last rendered, as the list says it: "just now", "3 hours, 5 minutes ago"."""
+        if timezone.now() - self.created_at < timedelta(minutes=1):
+            return "just now"
+        return f"{timesince(self.created_at)} ago"
 
 
 def _search(request: AuthenticatedHtmxRequest) -> str:
