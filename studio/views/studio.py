@@ -93,15 +93,14 @@ def _studio_context(request: AuthenticatedHtmxRequest, form: RenderForm | None =
     )  # before the query: a card changed while the page renders is polled again, never lost
     renders = list(Render.objects.mine(request.user)[:PAGE_SIZE])
     cursor = Cursor.for_page(now, renders, full=len(renders) == PAGE_SIZE)
+    # `items`: the cards with each "Render ×N" group framed together; `prompt_teams`: whom to share a prompt with.
     return _form_context(
         form,
         renders=renders,
         items=group_variants(renders),
         polling=any(not r.is_terminal for r in renders),
         cursor=cursor,
-        prompt_teams=Team.objects.filter(memberships__user=request.user).order_by(
-            "name"
-        ),  # to share prompts with
+        prompt_teams=Team.objects.filter(memberships__user=request.user).order_by("name"),
     )
 
 
