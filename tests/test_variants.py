@@ -351,3 +351,16 @@ def test_the_detail_page_of_a_take_links_its_contact_sheet(owner_client, owner, 
     html = owner_client.get(reverse("detail", args=[takes[1].pk])).content.decode()
 
     assert "Take 2 of 2 of one prompt" in html and reverse("variants", args=[takes[1].pk]) in html
+
+
+def test_a_from_file_line_may_ask_for_variants(owner, db, tmp_path):
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text('{"prompt": "A gull over the pier", "variants": 2}\n{"prompt": "A tram at night"}\n')
+    out = StringIO()
+
+    call_command("render", "--user", owner.username, "--from", str(batch), stdout=out)
+
+    assert len(out.getvalue().split()) == 3
+    gulls = Render.objects.filter(prompt="A gull over the pier")
+    assert gulls.count() == 2 and len({r.variant_group for r in gulls}) == 1
+    assert Render.objects.get(prompt="A tram at night").variant_group is None
