@@ -143,6 +143,11 @@ UNPARSABLE = {
     "STUDIO_Q_WORKERS": "4x",
     "STUDIO_LOG_LEVEL": "LOUD",
     "DATABASE_URL": "postgress://studio@127.0.0.1:5432/studio",
+    "STUDIO_S3_BUCKET": "Studio_Media",
+    "STUDIO_S3_ENDPOINT_URL": "objects.example.com",
+    "STUDIO_S3_PREFIX": "../other-app",
+    "STUDIO_S3_ADDRESSING_STYLE": "sideways",
+    "STUDIO_MEDIA_URL_SECONDS": "5m",
     "STUDIO_HTTPS": "yes please",
     "STUDIO_BEHIND_PROXY": "sometimes",
     "STUDIO_PROXY_COUNT": "0",
@@ -163,6 +168,11 @@ FREE_TEXT = {
     "STUDIO_PUBLIC_URL",
     "STUDIO_Q_NAME",
     "REDIS_URL",
+    "STUDIO_S3_REGION",
+    "STUDIO_S3_ACCESS_KEY_ID",  # with the secret: half a pair is E031
+    "STUDIO_S3_SECRET_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
     "STUDIO_METRICS_TOKEN",
     "PROMETHEUS_MULTIPROC_DIR",  # set by studio.bootstrap to a folder of the data dir
 }
