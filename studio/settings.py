@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -89,6 +89,69 @@ def envdatabase(name: str) -> dict:
     except ValueError as error:
         shown = re.sub(r"(://[^:/@]*:).*@", r"\1***@", value)
         raise _unparsable(name, shown, f"a database URL ({error})") from None
+
+
+def envurl(name: str, default: str = "") -> str:
+    """Read an http(s) base URL (scheme and host, maybe a port and a path); no trailing slash; unset: default."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        raise _unparsable(name, value, "an http(s) URL such as https://studio.example.com") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise _unparsable(name, value, "an http(s) URL such as https://studio.example.com")
+    return value.rstrip("/")
+
+
+EMAIL_URL_OPTIONS = ("tls", "ssl", "timeout")
+
+
+def envmailer(name: str) -> dict:
+    """Read an e-mail URL into a Django MAILERS entry: unset or `console://`: e-mails are printed on the console;
+    `smtp://user:password@host:port?tls=1` (STARTTLS), `smtps://...` (TLS from the start), `&timeout=N` seconds.
+    Anything else stops start-up; the error never shows the password."""
+    value = os.environ.get(name, "").strip()
+    if not value or value == "console://":
+        return {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    shown = re.sub(r"(://[^:/@]*:).*@", r"\1***@", value)
+    expected = "console:// or smtp[s]://user:password@host:port?tls=1 (options: tls, ssl, timeout)"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+        options = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise _unparsable(name, shown, expected) from None
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname or parts.path not in ("", "/"):
+        raise _unparsable(name, shown, expected)
+    if set(options) - set(EMAIL_URL_OPTIONS) or any(len(v) != 1 for v in options.values()):
+        raise _unparsable(name, shown, expected)
+    flags = {}
+    for option in ("tls", "ssl"):
+        word = options.get(option, ["0"])[0].lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise _unparsable(name, shown, f"{option}= one of " + "/".join(TRUE_WORDS + FALSE_WORDS))
+        flags[option] = word in TRUE_WORDS
+    use_ssl = flags["ssl"] or parts.scheme == "smtps"
+    if use_ssl and flags["tls"]:
+        raise _unparsable(name, shown, "either tls (STARTTLS) or ssl/smtps, not both")
+    timeout = options.get("timeout", ["30"])[0]
+    if not timeout.isdigit() or int(timeout) == 0:
+        raise _unparsable(name, shown, "timeout= a whole number of seconds")
+    return {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": parts.hostname,
+            "port": port or (465 if use_ssl else 587 if flags["tls"] else 25),
+            "username": unquote(parts.username or ""),
+            "password": unquote(parts.password or ""),
+            "use_tls": flags["tls"],
+            "use_ssl": use_ssl,
+            "timeout": int(timeout),
+        },
+    }
 
 
 DATA_DIR = bootstrap.data_dir()
@@ -178,7 +241,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "studio"
@@ -275,6 +341,46 @@ if os.environ.get("REDIS_URL"):
     Q_CLUSTER["redis"] = os.environ["REDIS_URL"]
 else:
     Q_CLUSTER["orm"] = "default"
+
+# --- Shared cache: login throttling lives here, so every web process sees it and a restart keeps it -----------
+# The database cache by default (its table is made by migration 0008 and `manage.py createcachetable`), Redis
+# when REDIS_URL is set. Never a per-process memory cache: it would count each process's failures apart.
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            "KEY_PREFIX": "studio-cache",
+        }
+    }
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "studio_cache"}
+    }
+
+# --- Login throttling (studio/throttle.py): per username and per client address, counted apart -------------
+STUDIO_LOGIN_USER_FAILURES = envint("STUDIO_LOGIN_USER_FAILURES", 5)  # failures before a username is locked
+STUDIO_LOGIN_ADDRESS_FAILURES = envint("STUDIO_LOGIN_ADDRESS_FAILURES", 20)  # ... and an address
+STUDIO_LOGIN_LOCK_SECONDS = envint(
+    "STUDIO_LOGIN_LOCK_SECONDS", 60
+)  # the first lock; each failure more doubles
+STUDIO_LOGIN_LOCK_MAX_SECONDS = envint("STUDIO_LOGIN_LOCK_MAX_SECONDS", 15 * 60)
+STUDIO_LOGIN_FORGET_SECONDS = envint(
+    "STUDIO_LOGIN_FORGET_SECONDS", 24 * 3600
+)  # failures forgotten after quiet
+# The client address comes from X-Forwarded-For (its right-most entry, the one our proxy added) only behind a
+# proxy: otherwise anyone could send the header and pose as any address. Default: on with STUDIO_HTTPS=1.
+STUDIO_BEHIND_PROXY = envbool("STUDIO_BEHIND_PROXY", default=envbool("STUDIO_HTTPS"))
+
+# --- Invitations and e-mail ---------------------------------------------------------------------------------
+STUDIO_INVITATION_DAYS = envint("STUDIO_INVITATION_DAYS", 7)
+# Where people reach the studio, for links made outside a request (`manage.py team invite`); pages use the
+# address the request came to when it is unset.
+STUDIO_BASE_URL = envurl("STUDIO_BASE_URL")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "studio@localhost"
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Unset: e-mails (password resets) are printed on the console; else smtp://user:pass@host:587?tls=1, smtps://...
+MAILERS = {"default": envmailer("STUDIO_EMAIL_URL")}  # Django 6.1's mailers (EMAIL_* settings are deprecated)
 
 LOGGING = {
     "version": 1,

@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.media",
             "studio.logging",
             "studio.settings",
+            "studio.netaddr",  # whom to believe about the client's address (REMOTE_ADDR or the proxy's header)
         ],
     ),
     ("records: the models and their querysets", ["studio.models"]),
@@ -49,6 +50,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.ranged",
             "studio.cursor",  # which cards a page lacks: the poll and submit answers share it
             "studio.serializers",
+            "studio.throttle",  # login failures counted in the shared cache
         ],
     ),
     ("actions and task entry points", ["studio.actions.*", "studio.tasks"]),
