@@ -6,6 +6,8 @@ from django.urls import path
 from studio.views import auth, gallery, invitations, lineage, money, operator, public, review, teams
 from studio.views import studio as views
 
+admin.site.login_form = auth.ThrottledAdminAuthenticationForm  # the admin's login counts failures too
+
 urlpatterns = [
     path("", views.studio, name="studio"),
     path("estimate/", views.estimate, name="estimate"),

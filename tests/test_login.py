@@ -87,11 +87,37 @@ def test_an_address_trying_many_usernames_is_locked_for_everyone_there_but_not_e
     assert attempt(owner.username, right(owner), Y) == ""
 
 
+def test_the_admin_sites_login_counts_and_honours_the_same_locks(make_user):
+    make_user("sam", is_staff=True)
+    for _ in range(settings.STUDIO_LOGIN_USER_FAILURES):
+        response = Client(REMOTE_ADDR=X).post("/admin/login/", {"username": "sam", "password": "wrong"})
+        assert response.status_code == 200 and LOCKED not in response.content.decode()
+    response = Client(REMOTE_ADDR=Y).post("/admin/login/", {"username": "sam", "password": "pw-sam"})
+    assert LOCKED in response.content.decode()
+    assert LOCKED in attempt("sam", "pw-sam", Y)
+
+
+def test_a_right_password_refused_for_another_reason_is_not_counted(owner):
+    for _ in range(settings.STUDIO_LOGIN_USER_FAILURES + 1):  # Olivia is not staff: the admin refuses her
+        response = Client(REMOTE_ADDR=X).post(
+            "/admin/login/", {"username": "olivia", "password": right(owner)}
+        )
+        assert response.status_code == 200 and LOCKED not in response.content.decode()
+    assert attempt(owner.username, right(owner)) == ""
+
+
 def test_the_right_password_forgets_the_usernames_failures(owner):
     fail(owner.username, settings.STUDIO_LOGIN_USER_FAILURES - 1)
     assert attempt(owner.username, right(owner)) == ""
     fail(owner.username, settings.STUDIO_LOGIN_USER_FAILURES - 1)
     assert attempt(owner.username, right(owner)) == ""
+
+
+def test_a_login_without_a_password_does_not_forget_the_failures(owner):
+    fail(owner.username, settings.STUDIO_LOGIN_USER_FAILURES - 1)
+    assert attempt(owner.username, "") != ""  # refused: the field is required
+    fail(owner.username, 1)
+    assert LOCKED in attempt(owner.username, right(owner))
 
 
 def test_the_lock_doubles_with_each_failure_past_the_limit_up_to_a_cap():

@@ -6,6 +6,7 @@ as a failure. The address is `netaddr.client_address`: X-Forwarded-For only behi
 
 from __future__ import annotations
 
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
@@ -21,7 +22,9 @@ def _wait_in_words(seconds: int) -> str:
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
-    """Refuse to check a password while the username or the address is locked; count failures apart."""
+    """The studio's login form: it refuses to check a password while the username or the address is locked,
+    and counts wrong passwords against each. A right password refused for another reason (a non-staff user at
+    the admin's login) is not a guess, so it is not counted."""
 
     def clean(self):
         username = (self.data.get("username") or "").strip()
@@ -35,10 +38,16 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         try:
             cleaned = super().clean()
         except ValidationError:
-            throttle.record_failure(username, address)
+            if self.user_cache is None:
+                throttle.record_failure(username, address)
             raise
-        throttle.record_success(username)
+        if self.user_cache is not None:  # not when a field was left empty: no password was checked
+            throttle.record_success(username)
         return cleaned
+
+
+class ThrottledAdminAuthenticationForm(ThrottledAuthenticationForm, AdminAuthenticationForm):
+    """The admin site's login form: the same counts, so /admin/login/ is no way around them."""
 
 
 class LoginView(auth_views.LoginView):

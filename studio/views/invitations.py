@@ -9,7 +9,7 @@ says so in words (never a 500). There is no other sign-up.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import get_user_model, login
 from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -35,12 +35,11 @@ def _unusable(request: HttpRequest, invitation: Invitation | None, message: str,
 def _page(
     request: HttpRequest, invitation: Invitation, form: JoinForm | None, status: int = 200
 ) -> HttpResponse:
-    context = {"invitation": invitation, "form": form}
+    context: dict[str, object] = {"invitation": invitation, "form": form}
     if form is not None and invitation.username:
         # The invitation names an account that exists: its owner logs in to accept; no form to fill.
-        context["existing"] = JoinForm._meta.model.objects.filter(
-            username__iexact=invitation.username
-        ).exists()
+        accounts = get_user_model().objects.filter(username__iexact=invitation.username)
+        context["existing"] = accounts.exists()
     return render(request, "invitation.html", context, status=status)
 
 

@@ -112,7 +112,9 @@ class Command(BaseCommand):
         fields = {key: options[key] for key in ("role", "username", "email")}
         form = InvitationForm(fields, team=team)  # validated exactly as on the team page
         if not form.is_valid():
-            problems = "; ".join(f"--{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+            problems = "; ".join(
+                f"--{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items()
+            )
             raise CommandError(problems)
         if options["days"] is not None and not 1 <= options["days"] <= 365:
             raise CommandError("--days is a number of days from 1 to 365.")
