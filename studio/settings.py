@@ -341,6 +341,7 @@ if os.environ.get("REDIS_URL"):
     Q_CLUSTER["redis"] = os.environ["REDIS_URL"]
 else:
     Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["cache"] = "local"  # cluster statistics: not into the database cache (see CACHES)
 
 # --- Shared cache: login throttling lives here, so every web process sees it and a restart keeps it -----------
 # The database cache by default (its table is made by migration 0008 and `manage.py createcachetable`), Redis
@@ -357,6 +358,9 @@ else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "studio_cache"}
     }
+# Each process's own memory, for what must not cost a database write: django-q2's cluster statistics, which its
+# sentinel saves twice a second (with the ORM broker they used to land in Django's default per-process cache).
+CACHES["local"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 
 # --- Login throttling (studio/throttle.py): per username and per client address, counted apart -------------
 STUDIO_LOGIN_USER_FAILURES = envint("STUDIO_LOGIN_USER_FAILURES", 5)  # failures before a username is locked

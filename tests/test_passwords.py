@@ -4,6 +4,8 @@ Django's locmem outbox; and the e-mail settings (STUDIO_EMAIL_URL, DEFAULT_FROM_
 from __future__ import annotations
 
 import re
+import socketserver
+import threading
 
 import pytest
 from django.conf import settings
@@ -179,3 +181,53 @@ def test_the_base_url_and_the_proxy_setting_are_read(monkeypatch, tmp_path):
     assert load_settings(monkeypatch, tmp_path, {"STUDIO_HTTPS": "1"})["STUDIO_BEHIND_PROXY"] is True
     both = {"STUDIO_HTTPS": "1", "STUDIO_BEHIND_PROXY": "0"}
     assert load_settings(monkeypatch, tmp_path, both)["STUDIO_BEHIND_PROXY"] is False
+
+
+# --- a real SMTP conversation -------------------------------------------------------------------------------------
+
+
+class SmtpSink(socketserver.StreamRequestHandler):
+    """Just enough of an SMTP server (RFC 5321, no auth, no TLS) to receive what the studio sends."""
+
+    received: list[bytes] = []
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(line.encode() + b"\r\n")
+
+    def handle(self) -> None:
+        self.reply("220 sink ready")
+        while line := self.rfile.readline():
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                self.reply("250 sink")
+            elif verb == b"DATA":
+                self.reply("354 go ahead")
+                body = b"".join(iter(lambda: self.rfile.readline(), b".\r\n"))
+                SmtpSink.received.append(body)
+                self.reply("250 queued")
+            elif verb == b"QUIT":
+                self.reply("221 bye")
+                return
+            else:  # MAIL FROM, RCPT TO, RSET, NOOP
+                self.reply("250 ok")
+
+
+def test_with_an_smtp_url_the_reset_e_mail_goes_to_that_server(settings, make_user, monkeypatch, tmp_path):
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SmtpSink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        loaded = load_settings(
+            monkeypatch, tmp_path, {"STUDIO_EMAIL_URL": f"smtp://127.0.0.1:{port}?timeout=5"}
+        )
+        settings.MAILERS = loaded["MAILERS"]  # instead of the test run's locmem outbox
+        SmtpSink.received.clear()
+        make_user("nina", email="nina@example.com")
+        Client().post("/account/reset/", {"email": "nina@example.com"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    (message,) = SmtpSink.received
+    assert b"To: nina@example.com" in message and b"Subject: Reset your studio password" in message
+    assert b"/account/reset/" in message
+    assert mail.outbox == []
