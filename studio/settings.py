@@ -52,6 +52,14 @@ def envint(name: str, default: int) -> int:
         raise _unparsable(name, value, "a whole number") from None
 
 
+def envcount(name: str, default: int) -> int:
+    """Read a whole number that must be at least 1 (a limit, a number of seconds or days); unset or empty: default."""
+    number = envint(name, default)
+    if number < 1:
+        raise _unparsable(name, str(number), "a whole number of at least 1")
+    return number
+
+
 def envfloat(name: str, default: float) -> float:
     """Read a decimal environment variable (finite: nan and inf are refused); unset or empty: default."""
     value = os.environ.get(name, "").strip()
@@ -363,21 +371,18 @@ else:
 CACHES["local"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 
 # --- Login throttling (studio/throttle.py): per username and per client address, counted apart -------------
-STUDIO_LOGIN_USER_FAILURES = envint("STUDIO_LOGIN_USER_FAILURES", 5)  # failures before a username is locked
-STUDIO_LOGIN_ADDRESS_FAILURES = envint("STUDIO_LOGIN_ADDRESS_FAILURES", 20)  # ... and an address
-STUDIO_LOGIN_LOCK_SECONDS = envint(
-    "STUDIO_LOGIN_LOCK_SECONDS", 60
-)  # the first lock; each failure more doubles
-STUDIO_LOGIN_LOCK_MAX_SECONDS = envint("STUDIO_LOGIN_LOCK_MAX_SECONDS", 15 * 60)
-STUDIO_LOGIN_FORGET_SECONDS = envint(
-    "STUDIO_LOGIN_FORGET_SECONDS", 24 * 3600
-)  # failures forgotten after quiet
+STUDIO_LOGIN_USER_FAILURES = envcount("STUDIO_LOGIN_USER_FAILURES", 5)  # failures before a username is locked
+STUDIO_LOGIN_ADDRESS_FAILURES = envcount("STUDIO_LOGIN_ADDRESS_FAILURES", 20)  # ... and an address
+# The first lock, in seconds; each failure past the limit doubles it, up to the most.
+STUDIO_LOGIN_LOCK_SECONDS = envcount("STUDIO_LOGIN_LOCK_SECONDS", 60)
+STUDIO_LOGIN_LOCK_MAX_SECONDS = envcount("STUDIO_LOGIN_LOCK_MAX_SECONDS", 15 * 60)
+STUDIO_LOGIN_FORGET_SECONDS = envcount("STUDIO_LOGIN_FORGET_SECONDS", 24 * 3600)  # quiet: failures forgotten
 # The client address comes from X-Forwarded-For (its right-most entry, the one our proxy added) only behind a
 # proxy: otherwise anyone could send the header and pose as any address. Default: on with STUDIO_HTTPS=1.
 STUDIO_BEHIND_PROXY = envbool("STUDIO_BEHIND_PROXY", default=envbool("STUDIO_HTTPS"))
 
 # --- Invitations and e-mail ---------------------------------------------------------------------------------
-STUDIO_INVITATION_DAYS = envint("STUDIO_INVITATION_DAYS", 7)
+STUDIO_INVITATION_DAYS = envcount("STUDIO_INVITATION_DAYS", 7)
 # Where people reach the studio, for links made outside a request (`manage.py team invite`); pages use the
 # address the request came to when it is unset.
 STUDIO_BASE_URL = envurl("STUDIO_BASE_URL")

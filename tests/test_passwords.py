@@ -231,3 +231,13 @@ def test_with_an_smtp_url_the_reset_e_mail_goes_to_that_server(settings, make_us
     assert b"To: nina@example.com" in message and b"Subject: Reset your studio password" in message
     assert b"/account/reset/" in message
     assert mail.outbox == []
+
+
+@pytest.mark.parametrize(
+    "name", ["STUDIO_LOGIN_USER_FAILURES", "STUDIO_LOGIN_LOCK_SECONDS", "STUDIO_INVITATION_DAYS"]
+)
+def test_limits_below_one_stop_start_up(monkeypatch, tmp_path, name):
+    with pytest.raises(
+        ImproperlyConfigured, match=f"{name}='0' cannot be read: expected a whole number of at least 1"
+    ):
+        load_settings(monkeypatch, tmp_path, {name: "0"})
