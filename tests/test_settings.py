@@ -143,6 +143,11 @@ UNPARSABLE = {
     "STUDIO_Q_WORKERS": "4x",
     "STUDIO_LOG_LEVEL": "LOUD",
     "DATABASE_URL": "postgress://studio@127.0.0.1:5432/studio",
+    "STUDIO_S3_BUCKET": "Studio_Media",
+    "STUDIO_S3_ENDPOINT_URL": "objects.example.com",
+    "STUDIO_S3_PREFIX": "../other-app",
+    "STUDIO_S3_ADDRESSING_STYLE": "sideways",
+    "STUDIO_MEDIA_URL_SECONDS": "5m",
     # accounts (issue 11): invitations, e-mail, login throttling, whom to believe about the client's address
     "STUDIO_INVITATION_DAYS": "a week",
     "STUDIO_BASE_URL": "studio.example.com",
@@ -166,6 +171,11 @@ FREE_TEXT = {
     "STUDIO_PUBLIC_URL",
     "STUDIO_Q_NAME",
     "REDIS_URL",
+    "STUDIO_S3_REGION",
+    "STUDIO_S3_ACCESS_KEY_ID",  # with the secret: half a pair is E031
+    "STUDIO_S3_SECRET_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
     "DEFAULT_FROM_EMAIL",
 }
 
