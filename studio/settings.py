@@ -99,21 +99,6 @@ def envdatabase(name: str) -> dict:
         raise _unparsable(name, shown, f"a database URL ({error})") from None
 
 
-def envurl(name: str, default: str = "") -> str:
-    """Read an http(s) base URL (scheme and host, maybe a port and a path); no trailing slash; unset: default."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - a port that is not a number raises here
-    except ValueError:
-        raise _unparsable(name, value, "an http(s) URL such as https://studio.example.com") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise _unparsable(name, value, "an http(s) URL such as https://studio.example.com")
-    return value.rstrip("/")
-
-
 EMAIL_URL_OPTIONS = ("tls", "ssl", "timeout")
 
 
