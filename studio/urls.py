@@ -3,7 +3,19 @@
 from django.contrib import admin
 from django.urls import path
 
-from studio.views import auth, gallery, invitations, lineage, money, operator, public, review, teams
+from studio.views import (
+    auth,
+    gallery,
+    invitations,
+    lineage,
+    money,
+    operator,
+    prompts,
+    public,
+    review,
+    teams,
+    variants,
+)
 from studio.views import studio as views
 
 admin.site.login_form = auth.ThrottledAdminAuthenticationForm  # the admin's login counts failures too
@@ -27,6 +39,8 @@ urlpatterns = [
     *money.urlpatterns,
     *operator.urlpatterns,
     *public.urlpatterns,
+    *variants.urlpatterns,
+    *prompts.urlpatterns,
 ]
 
 handler403 = "studio.views.errors.permission_denied"

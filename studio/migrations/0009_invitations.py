@@ -19,7 +19,7 @@ def create_cache_table(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("studio", "0007_gallery_indexes"),
+        ("studio", "0008_variants_and_saved_prompts"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
