@@ -1,10 +1,11 @@
-"""The client's address: REMOTE_ADDR, or what the trusted proxy in front says it saw.
+"""The client's address, as far as the studio can trust it: REMOTE_ADDR, or what the trusted proxy in front saw.
 
-With `STUDIO_BEHIND_PROXY` (default: `STUDIO_HTTPS`) the studio sits behind `STUDIO_PROXY_COUNT` proxies (1:
-nginx or Caddy), each of which appends the address it received the request from to `X-Forwarded-For`. Anything
-to the left of what those proxies appended was written by the client and may be forged, so the address is the
-entry `STUDIO_PROXY_COUNT` places from the right: the right-most one no trusted proxy could have been fooled
-about. Without a proxy the header is ignored entirely (anyone can send it).
+Without a proxy (the default) it is the socket's peer, REMOTE_ADDR: a header cannot change it. Behind
+`STUDIO_PROXY_COUNT` proxies (`STUDIO_BEHIND_PROXY`, on by default with `STUDIO_HTTPS=1`; 1 for nginx or Caddy
+alone), each of which appends the address it received the request from to `X-Forwarded-For`, REMOTE_ADDR is the
+proxy and the client is the entry `STUDIO_PROXY_COUNT` places from the right: the right-most one no trusted proxy
+could have been fooled about. Entries to its left came from the client and can say anything, so they are never
+used. An address that cannot be read is "unknown" (one bucket for all such requests, never someone else's).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import ipaddress
 from django.conf import settings
 from django.http import HttpRequest
 
+UNKNOWN = "unknown"
+
 
 def _address(text: str) -> str:
-    """`text` as a normalised IP address ("" if it is none): ports and IPv6 brackets are stripped."""
+    """`text` as a normalised IP address (UNKNOWN if it is none): ports and IPv6 brackets are stripped."""
     text = text.strip()
     if text.startswith("["):  # [2001:db8::1]:443
         text = text[1:].partition("]")[0]
@@ -25,11 +28,11 @@ def _address(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        return ""
+        return UNKNOWN
 
 
 def client_address(request: HttpRequest) -> str:
-    """The address the request came from, as text (an IPv4 or IPv6 address; "" if none can be told)."""
+    """The address of whoever sent this request, as text (an IPv4 or IPv6 address, or "unknown")."""
     remote = _address(request.META.get("REMOTE_ADDR", ""))
     if not settings.STUDIO_BEHIND_PROXY:
         return remote
@@ -37,4 +40,4 @@ def client_address(request: HttpRequest) -> str:
     count = settings.STUDIO_PROXY_COUNT
     if len(hops) < count:
         return remote  # the proxy did not add the header: the request did not come through it
-    return _address(hops[-count]) or remote
+    return _address(hops[-count])

@@ -148,6 +148,16 @@ UNPARSABLE = {
     "STUDIO_S3_PREFIX": "../other-app",
     "STUDIO_S3_ADDRESSING_STYLE": "sideways",
     "STUDIO_MEDIA_URL_SECONDS": "5m",
+    # accounts (issue 11): invitations, e-mail, login throttling, whom to believe about the client's address
+    "STUDIO_INVITATION_DAYS": "a week",
+    "STUDIO_BASE_URL": "studio.example.com",
+    "STUDIO_EMAIL_URL": "mailto://studio.example.com",
+    "STUDIO_LOGIN_USER_FAILURES": "5x",
+    "STUDIO_LOGIN_ADDRESS_FAILURES": "twenty",
+    "STUDIO_LOGIN_LOCK_SECONDS": "1m",
+    "STUDIO_LOGIN_LOCK_MAX_SECONDS": "15m",
+    "STUDIO_LOGIN_FORGET_SECONDS": "1d",
+    # serving, HTTPS, metrics and logs (issue 11)
     "STUDIO_HTTPS": "yes please",
     "STUDIO_BEHIND_PROXY": "sometimes",
     "STUDIO_PROXY_COUNT": "0",
@@ -173,6 +183,7 @@ FREE_TEXT = {
     "STUDIO_S3_SECRET_ACCESS_KEY",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    "DEFAULT_FROM_EMAIL",
     "STUDIO_METRICS_TOKEN",
     "PROMETHEUS_MULTIPROC_DIR",  # set by studio.bootstrap to a folder of the data dir
 }

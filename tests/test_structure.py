@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.logging",
             "studio.settings",
             "studio.metrics",  # counters the gateway client, the poller and the download bump
-            "studio.netaddr",  # the client's address, behind a trusted proxy or not
+            "studio.netaddr",  # whom to believe about the client's address (REMOTE_ADDR or the proxy's header)
         ],
     ),
     ("records: the models and their querysets", ["studio.models"]),
@@ -53,6 +53,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.cursor",  # which cards a page lacks: the poll and submit answers share it
             "studio.serializers",
             "studio.health",  # /healthz's checks and what /metrics reads from the database
+            "studio.throttle",  # login failures counted in the shared cache
         ],
     ),
     ("actions and task entry points", ["studio.actions.*", "studio.tasks"]),
