@@ -336,6 +336,7 @@ PRODUCTION = {
     "DEBUG": "0",
     "ALLOWED_HOSTS": "studio.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://studio.example.com",
+    "STUDIO_EMAIL_URL": "smtp://studio@mail.example.com:587?tls=1",  # Django 6.1: console mail is mail.E001
 }
 
 
