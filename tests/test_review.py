@@ -458,7 +458,7 @@ def test_the_queue_lists_finished_unreviewed_shared_renders_of_others_in_the_tea
     assert response.status_code == 200
     assert {r.pk for r in response.context["renders"]} == {clip.pk, waiting.pk}
     assert response.context["to_review_count"] == 2
-    assert 'data-testid="to-review-count">2<' in html
+    assert 'data-testid="queue-count">2<' in html
     assert f'id="review-{clip.pk}"' in html and f'hx-post="{url("review", clip)}"' in html
     assert not any(str(r.pk) in html for r in excluded)
 

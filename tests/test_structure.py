@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.gallery",
             "studio.ranged",
             "studio.cursor",  # which cards a page lacks: the poll and submit answers share it
+            "studio.live",  # what a page's poller notifies, and how the review queue changed
             "studio.serializers",
         ],
     ),

@@ -34,15 +34,6 @@
   }
   setInterval(tick, 1000);
 
-  // Poll less often while the tab is hidden: skip requests until 5 s have passed since the last one.
-  var lastPoll = 0;
-  document.addEventListener("htmx:confirm", function (evt) {
-    if (evt.target.id !== "poll") return;
-    var now = Date.now();
-    if (document.hidden && now - lastPoll < 5000) { evt.preventDefault(); return; }
-    lastPoll = now;
-  });
-
   document.addEventListener("DOMContentLoaded", function () {
     initForms(document);
     tick();

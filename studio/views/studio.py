@@ -11,7 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
-from django_htmx.http import HttpResponseStopPolling, reswap, retarget
+from django_htmx.http import reswap, retarget
 
 from studio import access, catalog, pricing
 from studio.actions.renders import do_cancel_render, do_submit_render
@@ -22,6 +22,7 @@ from studio.htmx import AuthenticatedHtmxRequest, card_answer, render_partials, 
 from studio.models import Render
 from studio.money import ledger
 from studio.ranged import ranged_file_response
+from studio.views.live import live_parts
 
 PAGE_SIZE = 50
 ERROR_FIELDS = [
@@ -166,7 +167,10 @@ def _form_with_errors(request: AuthenticatedHtmxRequest, form: RenderForm) -> Ht
 @login_required
 @require_safe
 def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
-    """One poller per page: the cards new to it and changed on it, out of band; 286 once nothing is in flight."""
+    """One poller per page: the cards new to it and changed on it, the review badge and the notices, out of band.
+
+    It never stops: every second while a render is in flight, every 5 s otherwise, so a render started elsewhere
+    (the command line, another tab) appears; the page holds it back while hidden (static/studio/app.js)."""
     cursor = Cursor.from_query(request.GET)
     if cursor is None:
         return HttpResponseBadRequest("since must be an ISO-8601 timestamp with a time zone")
@@ -174,15 +178,13 @@ def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
     mine = Render.objects.mine(request.user)
     new, changed, later = catch_up(cursor, mine, now, PAGE_SIZE)
     in_flight = mine.in_flight().exists()
-    response = render_partials(
+    return render_partials(
         request,
         ("studio.html#poll", {"polling": in_flight, "cursor": later}),
         ("studio.html#new-renders", {"renders": new}),
         *[("studio.html#render", {"render": item, "oob_card": "true"}) for item in changed],
+        *live_parts(request, cursor.since),
     )
-    if not in_flight:
-        response.status_code = HttpResponseStopPolling.status_code
-    return response
 
 
 @login_required
