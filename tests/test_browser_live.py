@@ -205,3 +205,33 @@ def test_the_review_queue_and_badge_follow_a_teammates_decision(page, live_serve
     expect(page.locator(f"#queue-{clips[0].pk}")).to_have_count(0, timeout=20_000)
     expect(page.locator("[data-testid=queue-count]")).to_have_text("1")
     expect(page.locator("#to-review-badge [data-testid=to-review-count]")).to_have_text("1")
+
+
+def test_the_eta_never_jumps_backwards(logged_in, owner):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    page = logged_in
+    started = timezone.now() - timedelta(seconds=4)
+    flying = make_render(owner, State.RUNNING, progress=16, started_at=started)  # about 21 s left
+    card = page.locator(f"#render-{flying.pk}")
+    expect(card).to_contain_text("Rendering · 16%", timeout=20_000)
+    first = seconds_left(card)
+    # Progress reported late: 36 % after a long while makes the naive estimate jump up (over a minute left).
+    Render.objects.filter(pk=flying.pk).update(
+        progress=36, started_at=timezone.now() - timedelta(seconds=60), updated_at=timezone.now()
+    )
+    expect(card).to_contain_text("Rendering · 36%", timeout=20_000)
+    assert seconds_left(card) <= first
+    page.wait_for_timeout(1500)  # and it keeps counting down, never up
+    assert seconds_left(card) <= first
+
+
+def seconds_left(card) -> int:
+    import re
+
+    text = card.locator(".eta").inner_text()
+    found = re.search(r"about (?:(\d+) min )?(\d+) s left", text)
+    assert found, text
+    return int(found.group(1) or 0) * 60 + int(found.group(2))

@@ -416,7 +416,7 @@ def test_a_clip_missing_on_disk_is_404(owner_client, finished, media):
 # --- access -----------------------------------------------------------------------------------------------
 
 RENDER_URLS = {"card": "get", "cancel": "post", "video": "get", "poster": "get"}
-LIST_URLS = {"studio": "get", "estimate": "post", "submit": "post", "poll": "get"}
+LIST_URLS = {"studio": "get", "estimate": "post", "submit": "post", "poll": "get", "older": "get"}
 
 
 def test_the_matrix_covers_every_url_of_the_studio_page():
