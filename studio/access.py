@@ -36,6 +36,7 @@ from studio.models import (
     Render,
     ReviewState,
     Role,
+    SavedPrompt,
     State,
     Team,
 )
@@ -79,6 +80,39 @@ def get_render_for_user(user, render_id, need: Need = Need.VIEW) -> Render:
     if need == Need.OPERATE and not user.is_staff:
         raise PermissionDenied("Only the studio's operators can do that.")
     return render
+
+
+def get_variants_for_user(user, render_id) -> list[Render]:
+    """The render (404 unless the user may see it) and the other takes of its "Render ×N" group that the user may
+    see, first to last: the contact sheet. A render on its own is a sheet of one."""
+    render = get_render_for_user(user, render_id)
+    if render.variant_group is None:
+        return [render]
+    return list(
+        Render.objects.for_user(user)
+        .filter(variant_group=render.variant_group, user=render.user_id)
+        .select_related("user", "team")
+        .order_by("variant_index")
+    )
+
+
+def saved_prompts_for_user(user) -> QuerySet[SavedPrompt]:
+    """Saved prompts the user may start from: their own, and those shared with a team they are in now."""
+    return SavedPrompt.objects.for_user(user).select_related("user", "team")
+
+
+def get_saved_prompt_for_user(user, prompt_id) -> SavedPrompt:
+    """One of the user's own saved prompts, to change or delete; anyone else's is 404, shared or not."""
+    prompt = SavedPrompt.objects.filter(pk=prompt_id, user=user).first() if user.is_authenticated else None
+    if prompt is None:
+        raise Http404("No such saved prompt.")
+    return prompt
+
+
+def team_to_share_with(user, team_id) -> Team | None:
+    """A team the user belongs to, to share a saved prompt with; None when they are not in it (or no team)."""
+    member = membership(user, team_id)
+    return member.team if member is not None else None
 
 
 def get_alert_for_operator(user, alert_id) -> GatewayAlert:

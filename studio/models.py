@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -116,6 +117,11 @@ class Render(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="promotions"
     )  # the Sora 2 draft a Pro render was promoted from
+    # Variants: "Render ×N" records N takes of one prompt as one group (the same id), numbered 1..N of N. A render
+    # on its own has no group (index and count 0).
+    variant_group = models.UUIDField(null=True, blank=True, db_index=True)
+    variant_index = models.PositiveSmallIntegerField(default=0)
+    variant_count = models.PositiveSmallIntegerField(default=0)
     seconds = models.PositiveSmallIntegerField(default=0, db_index=True)  # requested duration, for sorting
     review_state = models.CharField(
         max_length=20, choices=ReviewState.choices, default=ReviewState.NEEDS_REVIEW
@@ -217,6 +223,11 @@ class Render(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def is_variant(self) -> bool:
+        """Whether this render is one take of a "Render ×N" group (see `variant_group`)."""
+        return self.variant_group is not None and self.variant_count > 1
 
     @property
     def is_cancellable(self) -> bool:
@@ -680,3 +691,47 @@ class LedgerEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Ledger entries are append-only: they are never deleted.")
+
+
+# --- prompt memory (issue 12) ----------------------------------------------------------------------------------
+
+
+class SavedPromptQuerySet(models.QuerySet["SavedPrompt"]):
+    def for_user(self, user) -> SavedPromptQuerySet:
+        """Saved prompts this user may start from: their own, and those shared with a team they belong to."""
+        if not user.is_authenticated:
+            return self.none()
+        teams = Membership.objects.filter(user=user).values("team_id")
+        return self.filter(Q(user=user) | Q(team_id__in=teams))
+
+
+class SavedPrompt(models.Model):
+    """A named prompt with its model and parameters, to start a render from: private, or shared with one team."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_prompts")
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="saved_prompts"
+    )  # shared with this team's members; None: only its author sees it
+    name = models.CharField(max_length=80)
+    model = models.CharField(max_length=32, choices=MODEL_CHOICES)
+    prompt = models.TextField()
+    params = models.JSONField(default=dict)  # the model's own parameters, as the render form validated them
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SavedPromptQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="savedprompt_user_recent"),
+            models.Index(fields=["team", "-created_at"], name="savedprompt_team_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user}{f', {self.team}' if self.team_id else ''})"
+
+    @property
+    def fill(self) -> str:
+        """What the studio form is filled with when this prompt is picked (JSON for the page's script)."""
+        return json.dumps({"prompt": self.prompt, "model": self.model, "params": self.params})

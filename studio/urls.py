@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from studio.views import gallery, lineage, live, money, operator, public, review, teams
+from studio.views import gallery, lineage, live, money, operator, prompts, public, review, teams, variants
 from studio.views import studio as views
 from studio.views.auth import LoginView
 
@@ -28,6 +28,8 @@ urlpatterns = [
     *money.urlpatterns,
     *operator.urlpatterns,
     *public.urlpatterns,
+    *variants.urlpatterns,
+    *prompts.urlpatterns,
     *live.urlpatterns,
 ]
 

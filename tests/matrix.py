@@ -23,7 +23,7 @@ from django.urls import URLResolver, get_resolver
 from django.utils import timezone
 
 from studio.actions.teams import do_remove_member
-from studio.models import Membership, Rate, Render, Role, State, Team
+from studio.models import Membership, Rate, Render, Role, SavedPrompt, State, Team
 from tests.fixtures import make_render
 
 
@@ -36,6 +36,9 @@ class Level(StrEnum):
     ADMIN = "an admin of the team"
     STAFF = "staff only (site operators)"
     OPERATE = "staff who can see the render (none of the people here: 404 where they cannot see it, else 403)"
+    AUTHOR = (
+        "the author of a saved prompt only: to anyone else it does not exist (404), shared with them or not"
+    )
 
 
 class Effect(StrEnum):
@@ -93,6 +96,11 @@ LEVELS: dict[str, Rule] = {
     # lineage and promotion
     "rerun": Rule(Level.VIEW, CHANGES, "lineage"),  # a new render of whoever asks, billed to them
     "lineage": Rule(Level.VIEW, READS, "lineage"),
+    # variants and prompt memory (issue 12)
+    "variants": Rule(Level.VIEW, READS, "variants"),  # the contact sheet of the render's group
+    "prompts": Rule(Level.ANY, READS, "variants"),  # my recent prompts and the saved ones I may use
+    "prompt_save": Rule(Level.ANY, CHANGES, "variants"),  # the studio form's fields (the payload) + a name
+    "prompt_delete": Rule(Level.AUTHOR, CHANGES, "variants"),
     # teams
     "teams": Rule(Level.ANY, READS, "teams"),
     "team_create": Rule(Level.ANY, CHANGES, "teams", page="teams"),
@@ -187,6 +195,7 @@ class World:
     users: dict
     renders: dict[str, Render]
     teammate_membership: Membership
+    saved_prompt: SavedPrompt  # the owner's, shared with the team: only the owner may delete it
     clients: dict = field(default_factory=dict)
 
     def client(self, person: str) -> Client:
@@ -210,6 +219,8 @@ class World:
             values["alert_id"] = GatewayAlert.raise_alert(GatewayAlert.Kind.WALLET, "The wallet is empty.").pk
         if "rate_id" in route.kwargs:
             values["rate_id"] = Rate.objects.get(model="sora2", rate_key="any").pk
+        if "prompt_id" in route.kwargs:
+            values["prompt_id"] = self.saved_prompt.pk
         unknown = set(route.kwargs) - set(values)
         assert not unknown, (
             f"the matrix cannot fill {sorted(unknown)} of {route.name!r}: add it to World.kwargs"
@@ -232,6 +243,7 @@ class World:
             "private": "1",
             "username": "newbie",
             "role": "reviewer",
+            "variants": "1",
         }
         return {**common, **self.additions(rule)}
 
@@ -284,4 +296,12 @@ def world(owner, teammate, reviewer, admin, outsider, team, make_user) -> World:
         # the operator actions' render: the studio lost the gateway's answer to its submission
         "unknown": make_render(owner, State.SUBMIT_UNKNOWN, team=team, prompt="UNKNOWN-CLIP sent, or not?"),
     }
-    return World(team, users, renders, Membership.objects.get(team=team, user=teammate))
+    saved = SavedPrompt.objects.create(
+        user=owner,
+        team=team,
+        name="Lighthouse",
+        model="sora2",
+        prompt=SHARED_PROMPT,
+        params={"duration_seconds": 5},
+    )
+    return World(team, users, renders, Membership.objects.get(team=team, user=teammate), saved)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from pathlib import Path
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -17,14 +16,15 @@ from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import reswap, retarget
 
 from studio import access, catalog, pricing
-from studio.actions.renders import do_cancel_render, do_submit_render
+from studio.actions.renders import do_cancel_render, do_submit_variants
 from studio.catalog import MODELS, SORA2
 from studio.cursor import Cursor, catch_up, parse_time
 from studio.forms import RenderForm
-from studio.htmx import AuthenticatedHtmxRequest, card_answer, render_partials, request_cursor
-from studio.models import Render
+from studio.gallery import group_variants
+from studio.htmx import AuthenticatedHtmxRequest, card_answer, group_answer, render_partials, request_cursor
+from studio.models import Render, Team
 from studio.money import ledger
-from studio.ranged import ranged_file_response
+from studio.ranged import stored_file_response
 from studio.views.live import live_parts
 
 PAGE_SIZE = 50
@@ -38,25 +38,48 @@ ERROR_FIELDS = [
     "seed",
     "style_preset",
     "parent",
+    "variants",
 ]
 
 
 def _form_context(form: RenderForm, **extra) -> dict:
+    estimate = extra.pop("estimate") if "estimate" in extra else None
+    if estimate is None:
+        estimate = form.estimate() if form.is_bound else _initial_estimate(form)
     return {
         "form": form,
-        "estimate": form.estimate() if form.is_bound else _initial_estimate(form),
+        "estimate": estimate,
+        **_variants_context(form, estimate),
         **_catalog_context(),
         **extra,
     }
 
 
+def _variants_context(form: RenderForm, estimate) -> dict:
+    """ "Render ×N": how many takes the form asks for and what they cost together (what the budget must hold)."""
+    count = 1
+    if form.is_bound and hasattr(form, "cleaned_data"):
+        count = form.cleaned_data.get("variants") or 1
+    elif not form.is_bound:
+        count = form.initial.get("variants") or 1
+    return {
+        "variants": count,
+        "variant_choices": range(1, catalog.MAX_VARIANTS + 1),
+        "batch_total": estimate.total * count if estimate else None,
+    }
+
+
 def _budget_note(request: AuthenticatedHtmxRequest, context: dict) -> dict:
-    """The context plus what the estimate says when the render would exceed the team's or the member's budget."""
-    estimate = context.get("estimate")
-    if estimate is None:
+    """The context plus what the estimate says when the render (all its takes) would exceed the team's or the
+    member's budget."""
+    total = context.get("batch_total")
+    if total is None:
+        estimate = context.get("estimate")
+        total = estimate.total if estimate is not None else None
+    if total is None:
         return context
     team = access.active_team(request.user)
-    return {**context, "over_budget": ledger.over_budget(request.user, team, estimate.total)}
+    return {**context, "over_budget": ledger.over_budget(request.user, team, total)}
 
 
 def _catalog_context() -> dict:
@@ -87,11 +110,14 @@ def _studio_context(request: AuthenticatedHtmxRequest, form: RenderForm | None =
     fetched = list(Render.objects.mine(request.user).order_by("-created_at", "-pk")[: PAGE_SIZE + 1])
     renders, more = fetched[:PAGE_SIZE], len(fetched) > PAGE_SIZE
     cursor = Cursor.for_page(now, renders, full=more)
+    # `items`: the cards with each "Render ×N" group framed together; `prompt_teams`: whom to share a prompt with.
     return _form_context(
         form,
         renders=renders,
+        items=group_variants(renders),
         polling=any(not r.is_terminal for r in renders),
         cursor=cursor,
+        prompt_teams=Team.objects.filter(memberships__user=request.user).order_by("name"),
         older_query=_older_query(renders[-1]) if more else "",
     )
 
@@ -164,7 +190,7 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     if not form.is_valid():
         return _form_with_errors(request, form)
     try:
-        new = do_submit_render(request.user, form.order())
+        new = do_submit_variants(request.user, form.order())
     except ledger.BudgetExceeded as refused:
         form.add_error(None, refused.message)  # refused before anything was recorded or sent
         return _form_with_errors(request, form)
@@ -175,7 +201,9 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
         initial={**form.cleaned_data, "client_token": uuid.uuid4(), "init_image": None, "parent": None}
     )
     form_part = ("studio.html#studio-form", _form_context(fresh, estimate=form.estimate(), oob_form=True))
-    return card_answer(request, new, form_part)
+    if len(new) > 1:
+        return group_answer(request, new, form_part)
+    return card_answer(request, new[0], form_part)
 
 
 def _form_with_errors(request: AuthenticatedHtmxRequest, form: RenderForm) -> HttpResponse:
@@ -203,7 +231,7 @@ def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
     return render_partials(
         request,
         ("studio.html#poll", {"polling": in_flight, "cursor": later}),
-        ("studio.html#new-renders", {"renders": new}),
+        ("studio.html#new-renders", {"renders": new, "items": group_variants(new)}),
         *[("studio.html#render", {"render": item, "oob_card": "true"}) for item in changed],
         *live_parts(request, cursor.since),
     )
@@ -235,7 +263,7 @@ def older(request: AuthenticatedHtmxRequest) -> HttpResponse:
     return render_partials(
         request,
         ("studio.html#older", {"older_query": _older_query(renders[-1]) if more else ""}),
-        ("studio.html#older-renders", {"renders": renders}),
+        ("studio.html#older-renders", {"renders": renders, "items": group_variants(renders)}),
         ("studio.html#poll", {"polling": True, "cursor": cursor, "oob_poll": True}),
     )
 
@@ -264,14 +292,14 @@ def card(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespons
 @login_required
 @require_safe
 def video(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse | StreamingHttpResponse:
-    """The finished clip, with Range support so the player can seek."""
+    """The finished clip, with Range support so the player can seek (streamed, or a pre-signed link to the store)."""
     item = access.get_render_for_user(request.user, render_id)
     if not item.video:
         return HttpResponse("This render has no clip yet.", status=404, content_type="text/plain")
     download = request.GET.get("download") == "1"
-    return ranged_file_response(
+    return stored_file_response(
         request,
-        Path(item.video.path),
+        item.video.name,
         "video/mp4",
         filename=f"studio-{item.model}-{str(item.pk)[:8]}.mp4",
         as_attachment=download,
@@ -285,7 +313,7 @@ def poster(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
     item = access.get_render_for_user(request.user, render_id)
     if not item.poster:
         return HttpResponse("This render has no poster yet.", status=404, content_type="text/plain")
-    return ranged_file_response(request, Path(item.poster.path), "image/jpeg")
+    return stored_file_response(request, item.poster.name, "image/jpeg")
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

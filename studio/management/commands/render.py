@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 
 from studio import access
-from studio.actions.renders import do_submit_render
+from studio.actions.renders import do_submit_variants
 from studio.catalog import MODELS, SORA2
 from studio.forms import RenderForm
 from studio.models import TERMINAL, Render, Team
@@ -33,6 +33,7 @@ LINE_KEYS = {
     "style": "style_preset",
     "style_preset": "style_preset",
     "image": "image",
+    "variants": "variants",
 }
 
 
@@ -56,6 +57,11 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="sora-2-pro: a seed for reproducibility")
         parser.add_argument("--style", help="sora-2-pro: cinematic, anime, documentary or none")
         parser.add_argument("--image", type=Path, help="init image (PNG, JPEG or WebP)")
+        parser.add_argument(
+            "--variants",
+            type=int,
+            help="render N takes (1-4) of the prompt as one group, as Render ×N does; with --seed, consecutive seeds",
+        )
         parser.add_argument("--from", dest="from_file", type=Path, help="a JSONL file: one render per line")
         parser.add_argument(
             "--wait", action="store_true", help="block until each render ends; print it as JSON"
@@ -86,19 +92,21 @@ class Command(BaseCommand):
         renders: list[Render] = []
         for where, form in forms:
             try:
-                render = do_submit_render(user, form.order(), **where_to)
+                made = do_submit_variants(user, form.order(), **where_to)
             except ledger.BudgetExceeded as refused:
                 raise CommandError(
                     f"{where}: refused, nothing sent: {refused.message} ({len(renders)} submitted before it.)"
                 ) from refused
-            renders.append(render)
-            if not (options["json"] or options["wait"]):
-                self.stdout.write(str(render.pk))
+            for render in made:  # the variants of one line, first to last: one id a line
+                renders.append(render)
+                if not (options["json"] or options["wait"]):
+                    self.stdout.write(str(render.pk))
         if options["json"] or options["wait"]:
             wait = options["wait"]
             printed = [self._wait(r, options["timeout"]) if wait else render_as_dict(r) for r in renders]
-            # One JSON document: the render's object, or an array of them for a file.
-            self.stdout.write(json.dumps(printed if options["from_file"] else printed[0], indent=2))
+            # One JSON document: the render's object, or an array of them (a file, or variants).
+            single = len(printed) == 1 and not options["from_file"]
+            self.stdout.write(json.dumps(printed[0] if single else printed, indent=2))
 
     def _team(self, user, slug: str) -> Team:
         """The team by slug, if the user is in it (the same rule as the studio's team switcher)."""
@@ -117,6 +125,7 @@ class Command(BaseCommand):
             "aspect_ratio": options["aspect"],
             "seed": options["seed"],
             "style_preset": options["style"],
+            "variants": options["variants"],
         }
         return "arguments", fields, options["image"]
 
