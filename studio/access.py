@@ -20,6 +20,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core import signing
 from django.core.exceptions import PermissionDenied
@@ -30,6 +31,7 @@ from django.urls import reverse
 from studio.models import (
     ROLE_RANK,
     GatewayAlert,
+    Invitation,
     LedgerEntry,
     Membership,
     Profile,
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 INIT_IMAGE_SALT = "studio.init-image"
+INVITATION_SALT = "studio.invitation"
 INIT_IMAGE_LINK_LIFETIME = timedelta(hours=24)
 
 
@@ -174,6 +177,41 @@ def get_render_for_init_image_token(token: str) -> Render:
     if render is None:
         raise Http404("No such image.")
     return render
+
+
+def invitation_token(invitation: Invitation) -> str:
+    """The signed token of an invitation's link. It only names the invitation: whether it can still be used
+    (expiry, use, revocation) is the row's to say, so revoking works and nothing is decided by the link."""
+    return signing.Signer(salt=INVITATION_SALT).sign(invitation.pk.hex)
+
+
+def invitation_path(invitation: Invitation) -> str:
+    """The studio path of an invitation's link."""
+    return reverse("invitation", args=[invitation_token(invitation)])
+
+
+def invitation_url(invitation: Invitation, request=None) -> str:
+    """The whole link to send: under STUDIO_BASE_URL when set, else the address this request came to, else
+    (the command line) http://127.0.0.1:8000, where `make run` serves."""
+    path = invitation_path(invitation)
+    if settings.STUDIO_BASE_URL:
+        return settings.STUDIO_BASE_URL + path
+    if request is not None:
+        return request.build_absolute_uri(path)
+    return "http://127.0.0.1:8000" + path
+
+
+def get_invitation_for_token(token: str) -> Invitation:
+    """The invitation a signed token names, in whatever state (its page says why it cannot be used); a
+    tampered or unknown token is 404, saying nothing more."""
+    try:
+        invitation_id = uuid.UUID(signing.Signer(salt=INVITATION_SALT).unsign(token))
+    except (signing.BadSignature, ValueError) as error:
+        raise Http404("This invitation link is not valid.") from error
+    invitation = Invitation.objects.select_related("team").filter(pk=invitation_id).first()
+    if invitation is None:
+        raise Http404("This invitation link is not valid.")
+    return invitation
 
 
 def get_team_for_user(user, team_id, role: str = Role.MEMBER) -> tuple[Team, Membership]:

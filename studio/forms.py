@@ -11,6 +11,8 @@ from pathlib import PurePosixPath
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from studio import access, pricing
@@ -27,7 +29,7 @@ from studio.catalog import (
     get_model,
 )
 from studio.media import MediaError, sniff_image
-from studio.models import Budget, Membership, Render, ReviewState, Role, Team
+from studio.models import Budget, Invitation, Membership, Render, ReviewState, Role, Team
 from studio.money import ledger
 from studio.text import FORMAT, control_characters
 
@@ -430,6 +432,46 @@ class MemberForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class InvitationForm(forms.Form):
+    """An invitation: the role it gives, and optionally who it is for (then only they can use the link)."""
+
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+    username = forms.CharField(
+        max_length=150, required=False, strip=True, validators=[UnicodeUsernameValidator()]
+    )
+    email = forms.EmailField(required=False)
+
+    def __init__(self, *args, team: Team, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.team = team
+
+    def clean_username(self) -> str:
+        name = self.cleaned_data["username"]
+        if name and Membership.objects.filter(team=self.team, user__username__iexact=name).exists():
+            raise forms.ValidationError(f"{name} is already in this team.")
+        return name
+
+
+class JoinForm(UserCreationForm):
+    """A new account from an invitation: a username (the invitation's, if it names one), an e-mail address for
+    password resets (the invitation's, if it names one), and a password Django's validators accept."""
+
+    email = forms.EmailField(required=False, help_text="Optional: lets you reset a forgotten password.")
+
+    class Meta(UserCreationForm.Meta):
+        fields = ("username", "email")
+
+    def __init__(self, *args, invitation: Invitation, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.invitation = invitation
+        if invitation.username:  # shown, not editable: the invitation is for this name
+            self.fields["username"].initial = invitation.username
+            self.fields["username"].disabled = True
+        if invitation.email:
+            self.fields["email"].initial = invitation.email
+            self.fields["email"].disabled = True
 
 
 # --- money: budgets and the rate card -------------------------------------------------------------------------

@@ -502,6 +502,69 @@ class Profile(models.Model):
         return f"{self.user}: {self.active_team or 'no team'}"
 
 
+class InvitationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Used"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+
+
+class InvitationQuerySet(models.QuerySet["Invitation"]):
+    def open(self) -> InvitationQuerySet:
+        """Invitations that can still be accepted: not used, not revoked, not expired."""
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class Invitation(models.Model):
+    """A team admin's invitation to join a team with a role, opened through a signed link (access.py).
+
+    Single use: accepting and revoking are conditional updates on `accepted_at`/`revoked_at` being empty, so two
+    people opening the same link at once cannot both join. `username`/`email`, when set, say who it is for.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    username = models.CharField(max_length=150, blank=True)
+    email = models.EmailField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )  # None: made on the command line
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["team", "-created_at"], name="invitation_team_recent")]
+
+    # Not a column: the team page's copy of the whole link (views.teams), type checker only.
+    link: str
+
+    def __str__(self) -> str:
+        return f"{self.team} as {self.role} ({self.status})"
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at:
+            return InvitationStatus.ACCEPTED
+        if self.revoked_at:
+            return InvitationStatus.REVOKED
+        if self.expires_at <= timezone.now():
+            return InvitationStatus.EXPIRED
+        return InvitationStatus.PENDING
+
+    @property
+    def meant_for(self) -> str:
+        """Who it names, in words ("" when anyone holding the link may use it)."""
+        return " · ".join(part for part in (self.username, self.email) if part)
+
+
 class Review(models.Model):
     """One review decision; the render keeps the latest, this keeps the history."""
 

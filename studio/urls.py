@@ -1,12 +1,25 @@
 """URLs. Render ids in URLs are UUIDs, never sequential numbers."""
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from studio.views import gallery, lineage, live, money, operator, prompts, public, review, teams, variants
+from studio.views import (
+    auth,
+    gallery,
+    invitations,
+    lineage,
+    live,
+    money,
+    operator,
+    prompts,
+    public,
+    review,
+    teams,
+    variants,
+)
 from studio.views import studio as views
-from studio.views.auth import LoginView
+
+admin.site.login_form = auth.ThrottledAdminAuthenticationForm  # the admin's login counts failures too
 
 urlpatterns = [
     path("", views.studio, name="studio"),
@@ -18,13 +31,13 @@ urlpatterns = [
     path("renders/<uuid:render_id>/cancel/", views.cancel, name="cancel"),
     path("renders/<uuid:render_id>/video.mp4", views.video, name="video"),
     path("renders/<uuid:render_id>/poster.jpg", views.poster, name="poster"),
-    path("login/", LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    *auth.urlpatterns,
     path("admin/", admin.site.urls),
     *gallery.urlpatterns,
     *review.urlpatterns,
     *lineage.urlpatterns,
     *teams.urlpatterns,
+    *invitations.urlpatterns,
     *money.urlpatterns,
     *operator.urlpatterns,
     *public.urlpatterns,

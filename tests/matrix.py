@@ -109,6 +109,8 @@ LEVELS: dict[str, Rule] = {
     "member_add": Rule(Level.ADMIN, CHANGES, "teams"),
     "member_role": Rule(Level.ADMIN, CHANGES, "teams"),
     "member_remove": Rule(Level.ADMIN, CHANGES, "teams"),
+    "invitation_create": Rule(Level.ADMIN, CHANGES, "teams"),
+    "invitation_revoke": Rule(Level.ADMIN, CHANGES, "teams"),
     # money: the team is in the query string or the form, not the URL
     "spend": Rule(Level.MEMBER, READS, "money", data=TEAM),
     "ledger_csv": Rule(Level.MEMBER, READS, "money", data=TEAM),
@@ -123,9 +125,21 @@ LEVELS: dict[str, Rule] = {
     "operator_recheck": Rule(Level.OPERATE, CHANGES, "operator"),
     "alert_resolve": Rule(Level.STAFF, CHANGES, "operator"),
 }
-# auth; the gateway's signed init-image URL (no login by design: tests/test_public.py); the admin site (its own
+# auth and Django's password pages (tests/test_passwords.py); the gateway's signed init-image URL and an
+# invitation's link (no login by design: tests/test_public.py, tests/test_invitations.py); the admin site (its own
 # namespace) is skipped as a whole
-SKIPPED_NAMES = {"login", "logout", "init_image"}
+SKIPPED_NAMES = {
+    "login",
+    "logout",
+    "init_image",
+    "invitation",
+    "password_change",
+    "password_change_done",
+    "password_reset",
+    "password_reset_done",
+    "password_reset_confirm",
+    "password_reset_complete",
+}
 SHARED_PROMPT = "SHARED-CLIP a lighthouse at dusk"
 PRIVATE_PROMPT = "PRIVATE-CLIP a secret storyboard"
 
@@ -217,6 +231,10 @@ class World:
             from studio.models import GatewayAlert
 
             values["alert_id"] = GatewayAlert.raise_alert(GatewayAlert.Kind.WALLET, "The wallet is empty.").pk
+        if "invitation_id" in route.kwargs:
+            from studio.actions.teams import do_create_invitation
+
+            values["invitation_id"] = do_create_invitation(self.team, Role.MEMBER).pk
         if "rate_id" in route.kwargs:
             values["rate_id"] = Rate.objects.get(model="sora2", rate_key="any").pk
         if "prompt_id" in route.kwargs:
