@@ -8,6 +8,7 @@ from studio.views import (
     gallery,
     invitations,
     lineage,
+    live,
     money,
     operator,
     prompts,
@@ -25,6 +26,7 @@ urlpatterns = [
     path("estimate/", views.estimate, name="estimate"),
     path("renders/", views.submit, name="submit"),
     path("renders/poll/", views.poll, name="poll"),
+    path("renders/older/", views.older, name="older"),
     path("renders/<uuid:render_id>/", views.card, name="card"),
     path("renders/<uuid:render_id>/cancel/", views.cancel, name="cancel"),
     path("renders/<uuid:render_id>/video.mp4", views.video, name="video"),
@@ -41,6 +43,7 @@ urlpatterns = [
     *public.urlpatterns,
     *variants.urlpatterns,
     *prompts.urlpatterns,
+    *live.urlpatterns,
 ]
 
 handler403 = "studio.views.errors.permission_denied"

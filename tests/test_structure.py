@@ -50,6 +50,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.gallery",
             "studio.ranged",
             "studio.cursor",  # which cards a page lacks: the poll and submit answers share it
+            "studio.live",  # what a page's poller notifies, and how the review queue changed
             "studio.serializers",
             "studio.throttle",  # login failures counted in the shared cache
         ],

@@ -1,18 +1,41 @@
 """Run the whole studio in one terminal: web server, django-q2 cluster and (without an API key) the emulator.
 
-`make run` calls this. Ctrl-C stops all three; if one of them dies, the others are stopped too.
+`make run` calls this. Ctrl-C stops all three; if one of them dies, the others are stopped too. Before starting
+anything it checks that the web server's and the emulator's ports are free, and says which one is not.
 """
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on host:port already (a port left in TIME_WAIT is free, as for runserver)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _host_port(addr: str) -> tuple[str, int]:
+    """runserver's addrport ("8000", "0.0.0.0:8000", "[::1]:8000") as a host and a port."""
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        return host, int(port)
+    except ValueError:
+        raise CommandError(f"--addr must be HOST:PORT or PORT, not {addr!r}.") from None
 
 
 class Command(BaseCommand):
@@ -28,8 +51,10 @@ class Command(BaseCommand):
         python = sys.executable
         commands = {"web": [python, "manage.py", "runserver", options["addr"], "--noreload"]}
         commands["worker"] = [python, "manage.py", "qcluster"]
+        ports = {"the web server": _host_port(options["addr"])}
         if settings.USING_EMULATOR:
             port = urlsplit(settings.BYTESPIKE_BASE_URL).port or settings.EMULATOR_PORT
+            ports["the gateway emulator"] = ("127.0.0.1", port)
             commands["emulator"] = [
                 python,
                 "manage.py",
@@ -39,6 +64,15 @@ class Command(BaseCommand):
                 "--speed",
                 options["emulator_speed"],
             ]
+        busy = [
+            f"{host}:{port} is already in use (wanted by {name})"
+            for name, (host, port) in ports.items()
+            if port_in_use(host, port)
+        ]
+        if busy:  # say so before anything starts or claims the studio is up
+            raise CommandError(
+                "; ".join(busy) + ". Stop what holds it, or pick another port (--addr, STUDIO_EMULATOR_PORT)."
+            )
         processes: dict[str, subprocess.Popen] = {}
         stopping = False
 
