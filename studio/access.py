@@ -130,10 +130,12 @@ def get_alert_for_operator(user, alert_id) -> GatewayAlert:
 
 def reviewable(render: Render, user_id, reviewer_teams: set) -> bool:
     """The review rule: a reviewer or admin of the render's team (`reviewer_teams`, from reviewer_team_ids)
-    reviews its shared renders. Nobody reviews their own clip (a second pair of eyes is the point of review, and
-    the queue lists only others'), and private renders are never reviewed."""
+    reviews its shared, finished clips. Nobody reviews their own clip (a second pair of eyes is the point of
+    review, and the queue lists only others'), private renders are never reviewed, and neither is a render that
+    did not finish (failed, cancelled, still rendering): there is no clip to judge."""
     return (
-        render.team_id is not None
+        render.state == State.COMPLETED
+        and render.team_id is not None
         and render.team_id in reviewer_teams
         and not render.private
         and render.user_id != user_id

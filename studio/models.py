@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from studio import pricing
 from studio.catalog import MODEL_CHOICES, get_model
-from studio.formatting import duration_in_words
+from studio.formatting import duration_in_words, without_exception_names
 
 
 class State(models.TextChoices):
@@ -330,6 +330,12 @@ class Render(models.Model):
                 f"{held}"
             )
         return ""
+
+    @property
+    def shown_error(self) -> str:
+        """The stored error as the card and the detail page show it: in words, never an exception's class name
+        (older rows stored one, e.g. "(RemoteProtocolError)")."""
+        return without_exception_names(self.error)
 
     @property
     def elapsed(self) -> timedelta:

@@ -9,6 +9,7 @@ from studio.views import (
     health,
     invitations,
     lineage,
+    live,
     money,
     operator,
     prompts,
@@ -26,6 +27,7 @@ urlpatterns = [
     path("estimate/", views.estimate, name="estimate"),
     path("renders/", views.submit, name="submit"),
     path("renders/poll/", views.poll, name="poll"),
+    path("renders/older/", views.older, name="older"),
     path("renders/<uuid:render_id>/", views.card, name="card"),
     path("renders/<uuid:render_id>/cancel/", views.cancel, name="cancel"),
     path("renders/<uuid:render_id>/video.mp4", views.video, name="video"),
@@ -42,6 +44,7 @@ urlpatterns = [
     *public.urlpatterns,
     *variants.urlpatterns,
     *prompts.urlpatterns,
+    *live.urlpatterns,
     *health.urlpatterns,
 ]
 

@@ -74,6 +74,10 @@ LEVELS: dict[str, Rule] = {
     "estimate": Rule(Level.ANY, ASKS, "studio"),
     "submit": Rule(Level.ANY, CHANGES, "studio"),
     "poll": Rule(Level.ANY, READS, "studio"),
+    "live": Rule(Level.ANY, READS, "studio"),
+    "older": Rule(
+        Level.ANY, READS, "studio"
+    ),  # "My renders" beyond the first page  # every other page's poller: badge, notices, the review queue
     "card": Rule(Level.VIEW, READS, "studio"),
     "video": Rule(Level.VIEW, READS, "studio"),
     "poster": Rule(Level.VIEW, READS, "studio"),

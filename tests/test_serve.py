@@ -151,7 +151,7 @@ def test_a_port_in_use_stops_start_up_with_a_message_naming_it_before_anything_s
             command, "--addr", f"127.0.0.1:{port}", env=stack_env(tmp_path, emulator), timeout=60
         )
     assert started.returncode != 0
-    assert f"the web server port {port} on 127.0.0.1 is already in use" in started.stderr
+    assert f"127.0.0.1:{port} is already in use (wanted by the web server)" in started.stderr
     assert "Studio" not in started.stdout  # no banner: nothing was started
     assert not answers(f"http://127.0.0.1:{emulator}/_emulator/health")
 
@@ -165,4 +165,4 @@ def test_an_emulator_port_in_use_is_named_too(tmp_path):
             "serve", "--addr", f"127.0.0.1:{free_port()}", env=stack_env(tmp_path, port), timeout=60
         )
     assert started.returncode != 0
-    assert f"the emulator port {port} on 127.0.0.1 is already in use" in started.stderr
+    assert f"127.0.0.1:{port} is already in use (wanted by the gateway emulator)" in started.stderr

@@ -51,6 +51,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.gallery",
             "studio.ranged",
             "studio.cursor",  # which cards a page lacks: the poll and submit answers share it
+            "studio.live",  # what a page's poller notifies, and how the review queue changed
             "studio.serializers",
             "studio.health",  # /healthz's checks and what /metrics reads from the database
             "studio.throttle",  # login failures counted in the shared cache

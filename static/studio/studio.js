@@ -100,14 +100,26 @@
   }
   setInterval(tick, 1000);
 
-  // Poll less often while the tab is hidden: skip requests until 5 s have passed since the last one.
-  var lastPoll = 0;
-  document.addEventListener("htmx:confirm", function (evt) {
-    if (evt.target.id !== "poll") return;
+  // The ETA never jumps backwards: for each render the page keeps the earliest finish it has promised (now + the
+  // server's estimate), counts down to it, and moves it only earlier. Past it, "almost done".
+  var finishBy = {};
+  function etas() {
     var now = Date.now();
-    if (document.hidden && now - lastPoll < 5000) { evt.preventDefault(); return; }
-    lastPoll = now;
-  });
+    document.querySelectorAll(".eta[data-eta]").forEach(function (el) {
+      var id = el.getAttribute("data-render");
+      var fresh = el.getAttribute("data-eta");
+      if (fresh !== null && fresh !== "") {
+        var promised = now + Number(fresh) * 1000;
+        if (!(id in finishBy) || promised < finishBy[id]) finishBy[id] = promised;
+        el.setAttribute("data-eta", "");  // read once: from now on this page counts down
+      }
+      var left = Math.ceil((finishBy[id] - now) / 1000);
+      el.textContent = left > 0 ? "about " + studio.duration(left, false) + " left" : "almost done";
+    });
+  }
+  setInterval(etas, 1000);
+  document.addEventListener("htmx:afterSwap", etas);
+  document.addEventListener("htmx:oobAfterSwap", etas);
 
   // A prompt saved: clear its name, ready for the next one (a refused save keeps it, to fix).
   document.addEventListener("htmx:afterRequest", function (evt) {
@@ -117,6 +129,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     initForms(document);
     tick();
+    etas();
   });
   document.addEventListener("htmx:afterSettle", function () { initForms(document); });
   document.addEventListener("htmx:oobAfterSwap", function () { initForms(document); });

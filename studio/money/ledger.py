@@ -204,6 +204,19 @@ class BudgetExceeded(Exception):
         self.status = status
 
 
+def over_budget(user, team, amount: Decimal) -> str:
+    """What the live estimate says when `amount` would exceed the team's or the member's budget this month (the
+    words a submit would be refused with), else "". Read only: the submit's hold decides, with the rows locked."""
+    if team is None or not user.is_authenticated:
+        return ""
+    budgets = Budget.objects.filter(Q(user__isnull=True) | Q(user=user), team=team)
+    for budget in budgets.select_related("team", "user").order_by("pk"):
+        status = budget_status(budget)
+        if amount > status.left:
+            return BudgetExceeded(status, amount, submitter_id=user.pk).message
+    return ""
+
+
 def hold(render: Render) -> LedgerEntry:
     """Reserve the render's estimate against its budgets; call inside the transaction that created it."""
     return hold_all([render])[0]

@@ -50,14 +50,15 @@ def emulator_command(speed: str) -> tuple[list[str], int] | None:
 
 def refuse_taken_ports(ports: dict[str, tuple[str, int]]) -> None:
     """Stop with a clear message, before anything starts, if any of the named ports is in use."""
-    taken = [
-        f"{name} port {port} on {host}" for name, (host, port) in ports.items() if port_taken(host, port)
+    busy = [
+        f"{host}:{port} is already in use (wanted by {name})"
+        for name, (host, port) in ports.items()
+        if port_taken(host, port)
     ]
-    if taken:
+    if busy:  # say so before anything starts or claims the studio is up
         raise CommandError(
-            f"Cannot start: the {' and the '.join(taken)} {'are' if len(taken) > 1 else 'is'} already in use. "
-            "Stop what is listening there, or pick "
-            "another port (make run PORT=N, make serve PORT=N, STUDIO_EMULATOR_PORT=N)."
+            "Cannot start: " + "; ".join(busy) + ". Stop what holds it, or pick another port "
+            "(make run PORT=N, make serve PORT=N, --addr, STUDIO_EMULATOR_PORT)."
         )
 
 
@@ -117,13 +118,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         python = sys.executable
         host, port = split_addr(options["addr"])
-        ports = {"web server": (host, port)}
+        ports = {"the web server": (host, port)}
         commands = {"web": [python, "manage.py", "runserver", options["addr"], "--noreload"]}
         commands["worker"] = [python, "manage.py", "qcluster"]
         emulator = emulator_command(options["emulator_speed"])
         if emulator is not None:
             commands["emulator"], emulator_port = emulator
-            ports["emulator"] = ("127.0.0.1", emulator_port)
+            ports["the gateway emulator"] = ("127.0.0.1", emulator_port)
         refuse_taken_ports(ports)
         banner = f"Studio at http://{options['addr']}/  (Ctrl-C stops web server, worker and emulator)"
         if supervise(commands, banner, self.stdout, self.stderr):

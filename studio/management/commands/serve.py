@@ -69,10 +69,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         host, port = split_addr(options["addr"])
-        ports = {"web server": (host, port)}
+        ports = {"the web server": (host, port)}
         emulator = emulator_command(options["emulator_speed"])
         if emulator is not None:
-            ports["emulator"] = ("127.0.0.1", emulator[1])
+            ports["the gateway emulator"] = ("127.0.0.1", emulator[1])
         refuse_taken_ports(ports)
         manifest = Path(settings.STATIC_ROOT) / "staticfiles.json"
         if "Manifest" in settings.STORAGES["staticfiles"]["BACKEND"] and not manifest.exists():
