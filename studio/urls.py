@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from studio.views import gallery, lineage, money, operator, public, review, teams
+from studio.views import gallery, lineage, money, operator, public, review, shares, teams, viewer
 from studio.views import studio as views
 from studio.views.auth import LoginView
 
@@ -27,6 +27,8 @@ urlpatterns = [
     *money.urlpatterns,
     *operator.urlpatterns,
     *public.urlpatterns,
+    *viewer.urlpatterns,
+    *shares.urlpatterns,
 ]
 
 handler403 = "studio.views.errors.permission_denied"
