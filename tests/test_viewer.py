@@ -302,6 +302,9 @@ def test_a_reviewer_watches_steps_comments_and_approves_with_the_keyboard(
     from playwright.sync_api import expect
 
     clips = [finished_clip(owner, team, f"clip {i}: a paper boat", age=i, real=True) for i in range(3)]
+    problems: list[str] = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.on("pageerror", lambda error: problems.append(str(error)))
     log_in(page, live_server, reviewer)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1280, "height": 760})
@@ -338,6 +341,14 @@ def test_a_reviewer_watches_steps_comments_and_approves_with_the_keyboard(
     wait_for(lambda: abs(current_time(page) - (13 / 24 + 0.001)) < 0.002, timeout=10)
     expect(page.locator("[data-frame-number]")).to_have_text("13")
 
+    # S: the frame on screen, as a PNG from the server (the real frame 13, not a screenshot of the player).
+    with page.expect_download() as download:
+        page.keyboard.press("s")
+    assert download.value.suggested_filename.endswith("-0.543s.png")
+    saved = Image.open(download.value.path()).convert("RGB")
+    assert saved.size == (160, 90)
+    assert sum(ImageStat.Stat(ImageChops.difference(saved, decoded_frames(clips[0])[13])).mean) == 0
+
     # M: a comment at the moment on screen.
     page.keyboard.press("m")
     expect(page.locator("#viewer-comment-text")).to_be_focused()
@@ -359,6 +370,7 @@ def test_a_reviewer_watches_steps_comments_and_approves_with_the_keyboard(
     page.keyboard.press("Escape")
     page.wait_for_url(re.compile(r"/gallery/\?scope=team$"))
     expect(page.locator(f"#clip-{clips[0].pk}")).to_be_visible()
+    assert problems == []
 
 
 @pytest.mark.browser
