@@ -395,3 +395,28 @@ def test_a_reviewer_gets_through_fifty_clips_from_the_queue_without_the_mouse(
     states = dict(Render.objects.filter(pk__in=[r.pk for r in waiting]).values_list("pk", "review_state"))
     assert [states[r.pk] for r in waiting] == [decisions[keys[i]] for i in range(50)]
     expect(page.locator("#to-review-badge")).to_have_text("")  # the queue is empty: the badge is gone
+
+
+# --- pinned query counts ---------------------------------------------------------------------------------------
+
+# The viewer, for a reviewer, whatever the number of clips and comments:
+#  1 session, 2 user, 3 render (access: for_user, with its author, team and last reviewer)
+#  the list: from the gallery 4 profile, 5 membership (access.active_team), from the queue 4 reviewer teams;
+#  then the previous and the next clip's id (one indexed query each), the comments with their authors
+#  then, lazily, as the page reads them: memberships with teams (the "to review" link), the count of renders to
+#  review, the reviewer teams (the review buttons: review_allowed)
+VIEWER_QUERIES = {"gallery": 11, "review": 10}
+
+
+@pytest.mark.parametrize("n", [1, 6])
+@pytest.mark.parametrize("listed", ["gallery", "review"])
+def test_the_viewer_costs_the_same_queries_whatever_the_list_and_the_comments(
+    reviewer, owner, team, n, listed, django_assert_num_queries
+):
+    shown = [finished_clip(owner, team, f"clip {i}", age=i) for i in range(n + 2)]
+    for i in range(n):
+        Comment.objects.create(render=shown[1], author=owner, text=f"c{i}", at_seconds=i / 4 or None)
+    browser = client_for(reviewer)
+    with django_assert_num_queries(VIEWER_QUERIES[listed]):
+        response = browser.get(viewer_url(shown[1], f"list={listed}"))
+    assert response.status_code == 200 and response.content.decode().count('class="comment"') == n

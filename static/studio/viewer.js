@@ -53,7 +53,7 @@
   function decide(state) {
     var button = stage().querySelector(".review-actions button[value=" + state + "]");
     if (!button) {
-      studio.toast("Only the team's reviewers can review this clip.", "info");
+      studio.toast("This clip is not yours to review: reviewers review their teammates' finished, shared clips.", "info");
       return;
     }
     busy = true;
