@@ -397,6 +397,26 @@ def test_a_reviewer_gets_through_fifty_clips_from_the_queue_without_the_mouse(
     expect(page.locator("#to-review-badge")).to_have_text("")  # the queue is empty: the badge is gone
 
 
+@pytest.mark.browser
+def test_a_member_who_does_not_review_gets_a_toast_for_a_and_f_goes_full_screen(
+    page, live_server, teammate, owner, team
+):
+    from conftest import wait_for
+    from playwright.sync_api import expect
+
+    clip = finished_clip(owner, team, "a member's look", real=True)
+    log_in(page, live_server, teammate)
+    page.goto(live_server.url + viewer_url(clip, "list=gallery"))
+    expect(page.locator("[data-testid=viewer-prompt]")).to_have_text("a member's look")
+    page.keyboard.press("a")
+    expect(page.locator("#toasts")).to_contain_text("not yours to review")
+    assert not clip.reviews.exists()
+    page.keyboard.press("f")
+    wait_for(lambda: page.evaluate("document.fullscreenElement && document.fullscreenElement.id") == "viewer")
+    page.keyboard.press("f")
+    wait_for(lambda: page.evaluate("document.fullscreenElement") is None)
+
+
 # --- pinned query counts ---------------------------------------------------------------------------------------
 
 # The viewer, for a reviewer, whatever the number of clips and comments:
