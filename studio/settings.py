@@ -192,8 +192,112 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"  # created by bootstrap.prepare_data_dir(): whitenoise warns if missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# --- Shared media: clips, posters and init images ------------------------------------------------------------
+# The local disk under the data directory by default (MEDIA_ROOT: renders/<id>/clip.mp4, poster.jpg, init.*), or
+# an S3-compatible object store when STUDIO_S3_BUCKET is set, so web servers on several machines serve the same
+# files. Downloads still assemble their resumable `.part` under MEDIA_ROOT on the worker's disk either way.
+S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket naming rules
+
+
+def envurl(name: str) -> str:
+    """Read an http(s) URL with a host (no path beyond "/"); unset or empty: ""."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return ""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") or parts.query:
+        raise _unparsable(name, value, "an http(s) URL such as https://s3.example.com (no path)")
+    return value.rstrip("/")
+
+
+def s3_settings() -> dict:
+    """The object store the environment describes (bucket "" when none is chosen); checked by studio.E030-E032."""
+    bucket = os.environ.get("STUDIO_S3_BUCKET", "").strip()
+    if bucket and not S3_BUCKET_RE.match(bucket):
+        raise _unparsable("STUDIO_S3_BUCKET", bucket, "an S3 bucket name (3-63 of a-z, 0-9, '.', '-')")
+    endpoint = envurl("STUDIO_S3_ENDPOINT_URL")
+    prefix = os.environ.get("STUDIO_S3_PREFIX", "").strip().strip("/")
+    if prefix and (not re.fullmatch(r"[A-Za-z0-9._/-]+", prefix) or ".." in prefix.split("/")):
+        raise _unparsable(
+            "STUDIO_S3_PREFIX", prefix, "a key prefix of letters, digits, '.', '_', '-' and '/'"
+        )
+    # The studio's own names first; else the names every AWS tool reads.
+    access_key = os.environ.get("STUDIO_S3_ACCESS_KEY_ID", "").strip() or os.environ.get(
+        "AWS_ACCESS_KEY_ID", ""
+    )
+    secret_key = os.environ.get("STUDIO_S3_SECRET_ACCESS_KEY", "").strip() or os.environ.get(
+        "AWS_SECRET_ACCESS_KEY", ""
+    )
+    return {
+        "named": sorted(
+            key for key, value in os.environ.items() if key.startswith("STUDIO_S3_") and value.strip()
+        ),
+        "bucket": bucket,
+        "endpoint_url": endpoint,
+        "region": os.environ.get("STUDIO_S3_REGION", "").strip() or "us-east-1",
+        "prefix": prefix,
+        "access_key": access_key.strip(),
+        "secret_key": secret_key.strip(),
+        # A self-hosted store (rclone, MinIO, Ceph) answers at one host: bucket in the path. AWS: its own choice.
+        "addressing_style": envchoice(
+            "STUDIO_S3_ADDRESSING_STYLE", "path" if endpoint else "auto", ("path", "virtual", "auto")
+        ),
+    }
+
+
+def s3_storage(s3: dict, url_seconds: int) -> dict:
+    """STORAGES["default"] for django-storages' S3Storage on the object store `s3` describes."""
+    from botocore.config import Config
+
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": s3["bucket"],
+            "endpoint_url": s3["endpoint_url"] or None,
+            "region_name": s3["region"],
+            "location": s3["prefix"],
+            "access_key": s3["access_key"] or None,
+            "secret_key": s3["secret_key"] or None,
+            "file_overwrite": True,  # a clip fetched again replaces its object under the same name
+            "default_acl": None,  # private: every file is reached through the access check
+            "querystring_auth": True,
+            "querystring_expire": url_seconds,
+            "client_config": Config(
+                s3={"addressing_style": s3["addressing_style"]},
+                signature_version="s3v4",
+                # Current boto3 checksums every request and answer by default; S3-compatible stores (rclone's
+                # included) then fail ranged gets. Checksums only where the API requires them (STACK-NOTES).
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
+        },
+    }
+
+
+STUDIO_S3 = s3_settings()
+# Where browsers fetch the pre-signed links from, for the Content-Security-Policy below.
+STUDIO_S3_ORIGIN = (
+    "{0.scheme}://{0.netloc}".format(urlsplit(STUDIO_S3["endpoint_url"]))
+    if STUDIO_S3["endpoint_url"]
+    else "https://*.amazonaws.com"
+)
+# How long a pre-signed link to a clip or poster stays valid: the browser follows it at once, and a player that
+# seeks later reuses it, so it outlasts a viewing, no more (see README "Shared media").
+STUDIO_MEDIA_URL_SECONDS = envint("STUDIO_MEDIA_URL_SECONDS", 300)
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": (
+        s3_storage(STUDIO_S3, STUDIO_MEDIA_URL_SECONDS)
+        if STUDIO_S3["bucket"]
+        else {"BACKEND": "django.core.files.storage.FileSystemStorage"}  # MEDIA_ROOT, today's layout
+    ),
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -219,6 +323,10 @@ SECURE_CSP = {
     "frame-ancestors": ["'none'"],
     "form-action": ["'self'"],
 }
+if STUDIO_S3["bucket"]:
+    # Clips and posters are redirects to pre-signed links on the object store: the player and <img> follow them.
+    SECURE_CSP["img-src"].append(STUDIO_S3_ORIGIN)
+    SECURE_CSP["media-src"].append(STUDIO_S3_ORIGIN)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 

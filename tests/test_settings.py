@@ -143,6 +143,11 @@ UNPARSABLE = {
     "STUDIO_Q_WORKERS": "4x",
     "STUDIO_LOG_LEVEL": "LOUD",
     "DATABASE_URL": "postgress://studio@127.0.0.1:5432/studio",
+    "STUDIO_S3_BUCKET": "Studio_Media",
+    "STUDIO_S3_ENDPOINT_URL": "objects.example.com",
+    "STUDIO_S3_PREFIX": "../other-app",
+    "STUDIO_S3_ADDRESSING_STYLE": "sideways",
+    "STUDIO_MEDIA_URL_SECONDS": "5m",
 }
 # Taken as text: any value reads, and the system checks judge the ones that must make sense (E001-E003, W001).
 FREE_TEXT = {
@@ -155,6 +160,11 @@ FREE_TEXT = {
     "STUDIO_PUBLIC_URL",
     "STUDIO_Q_NAME",
     "REDIS_URL",
+    "STUDIO_S3_REGION",
+    "STUDIO_S3_ACCESS_KEY_ID",  # with the secret: half a pair is E031
+    "STUDIO_S3_SECRET_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
 }
 
 

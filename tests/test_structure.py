@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.gateway.*",
             "studio.emulator.*",
             "studio.media",
+            "studio.storage",  # where render files live: the local disk or an object store (no records)
             "studio.logging",
             "studio.settings",
         ],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -21,7 +20,7 @@ from studio.forms import RenderForm
 from studio.htmx import AuthenticatedHtmxRequest, card_answer, render_partials, request_cursor
 from studio.models import Render
 from studio.money import ledger
-from studio.ranged import ranged_file_response
+from studio.ranged import stored_file_response
 
 PAGE_SIZE = 50
 ERROR_FIELDS = [
@@ -209,7 +208,7 @@ def card(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespons
 @login_required
 @require_safe
 def video(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse | StreamingHttpResponse:
-    """The finished clip, with Range support so the player can seek."""
+    """The finished clip, with Range support so the player can seek (streamed, or a pre-signed link to the store)."""
     return serve_clip(request, access.get_render_for_user(request.user, render_id))
 
 
@@ -219,9 +218,9 @@ def serve_clip(request: HttpRequest, item: Render) -> HttpResponse | StreamingHt
     if not item.video:
         return HttpResponse("This render has no clip yet.", status=404, content_type="text/plain")
     download = request.GET.get("download") == "1"
-    return ranged_file_response(
+    return stored_file_response(
         request,
-        Path(item.video.path),
+        item.video.name,
         "video/mp4",
         filename=f"studio-{item.model}-{str(item.pk)[:8]}.mp4",
         as_attachment=download,
@@ -235,7 +234,7 @@ def poster(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
     item = access.get_render_for_user(request.user, render_id)
     if not item.poster:
         return HttpResponse("This render has no poster yet.", status=404, content_type="text/plain")
-    return ranged_file_response(request, Path(item.poster.path), "image/jpeg")
+    return stored_file_response(request, item.poster.name, "image/jpeg")
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

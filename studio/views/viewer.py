@@ -19,7 +19,7 @@ from django.shortcuts import render
 from django.urls import path, reverse
 from django.views.decorators.http import require_safe
 
-from studio import access, media
+from studio import access, media, storage
 from studio.catalog import FRAME_RATE
 from studio.forms import FrameForm
 from studio.gallery import MINE, SORTS, TEAM, gallery_renders, neighbours, parse_filters, sort_value
@@ -124,8 +124,11 @@ def frame(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespon
         text = " ".join(str(error) for errors in form.errors.values() for error in errors)
         return HttpResponse(text, status=400, content_type="text/plain; charset=utf-8")
     t = form.cleaned_data["t"]
+    # ffmpeg reads the clip where it is stored: the local file, or a short-lived link to the object store.
+    name = item.video.name or ""  # set: the clip is playable
+    source = Path(item.video.path) if storage.is_local() else storage.signed_url(name, "video/mp4")
     try:
-        png = media.frame_png(Path(item.video.path), t)
+        png = media.frame_png(source, t)
     except media.MediaError as error:
         return HttpResponse(str(error), status=500, content_type="text/plain; charset=utf-8")
     response = HttpResponse(png, content_type="image/png")
