@@ -248,6 +248,9 @@ def test_the_share_pages_refuse_post(client, owner, clip):
 # --- in the browser --------------------------------------------------------------------------------------------
 
 
+SLOW = 20_000  # ms: what an expectation waits on a busy machine (it passes as soon as it holds)
+
+
 @pytest.fixture
 def real_clip(clip, tmp_path) -> Render:
     from tests.conftest import make_clip
@@ -270,13 +273,13 @@ def test_a_share_link_plays_for_an_anonymous_browser_counts_its_views_and_dies_w
     page.wait_for_selector("#id_prompt")
     page.goto(live_server.url + reverse("detail", args=[real_clip.pk]))
     page.click("[data-testid=share-create]")
-    url = page.locator("[data-testid=share-url]").inner_text()
+    url = page.locator("[data-testid=share-url]").inner_text(timeout=SLOW)
     assert re.fullmatch(re.escape(live_server.url) + r"/s/[0-9a-f]{32}:[\w-]+/", url)
 
     stranger = browser.new_context()  # no cookies: nobody logged in
     anonymous = stranger.new_page()
     anonymous.goto(url)
-    expect(anonymous.locator("[data-testid=share-prompt]")).to_have_text(PROMPT)
+    expect(anonymous.locator("[data-testid=share-prompt]")).to_have_text(PROMPT, timeout=SLOW)
     video = anonymous.locator("[data-testid=share-video]")
     video.evaluate("v => { v.muted = true; return v.play(); }")
     wait_for(lambda: video.evaluate("v => v.currentTime") > 0.2, timeout=15)
@@ -284,14 +287,14 @@ def test_a_share_link_plays_for_an_anonymous_browser_counts_its_views_and_dies_w
     wait_for(lambda: the_link(real_clip).views == 2, timeout=10)
 
     page.reload()
-    expect(page.locator("[data-testid=share-views]")).to_have_text("2 views")
+    expect(page.locator("[data-testid=share-views]")).to_have_text("2 views", timeout=SLOW)
     page.on("dialog", lambda dialog: dialog.accept())
     page.click("[data-testid=share-revoke]")
-    expect(page.locator("[data-testid=share-state]")).to_contain_text("revoked")
+    expect(page.locator("[data-testid=share-state]")).to_contain_text("revoked", timeout=SLOW)
 
     response = anonymous.goto(url)
     assert response.status == 410
-    expect(anonymous.locator("[data-testid=share-gone]")).to_contain_text("It was revoked")
+    expect(anonymous.locator("[data-testid=share-gone]")).to_contain_text("It was revoked", timeout=SLOW)
     video_status = anonymous.evaluate("u => fetch(u).then(r => r.status)", url + "video.mp4")
     assert video_status == 410
     stranger.close()

@@ -277,6 +277,7 @@ def people_by_name(owner, teammate, reviewer, admin, outsider) -> dict:
     return {"owner": owner, "teammate": teammate, "reviewer": reviewer, "admin": admin, "outsider": outsider}
 
 
+SLOW = 20_000  # ms: what an expectation waits on a busy machine (it passes as soon as it holds)
 SCREENSHOTS = (
     Path(__file__).resolve().parent.parent / "var" / "screenshots"
 )  # looked at by hand; not committed
@@ -311,15 +312,16 @@ def test_a_reviewer_watches_steps_comments_and_approves_with_the_keyboard(
     page.goto(f"{live_server.url}{reverse('gallery')}?scope=team")
     page.evaluate("window.sameDocument = true")
     page.locator(f"#clip-{clips[0].pk} [data-testid=open-viewer]").click()
-    expect(page.locator("[data-testid=viewer-prompt]")).to_have_text("clip 0: a paper boat")
+    page.wait_for_load_state("domcontentloaded")  # viewer.js (deferred) listens for keys from here on
+    expect(page.locator("[data-testid=viewer-prompt]")).to_have_text("clip 0: a paper boat", timeout=SLOW)
     assert f"/renders/{clips[0].pk}/view/" in page.url and "list=gallery" in page.url
     page.evaluate("window.sameDocument = true")  # gone if anything below loads a page
 
     page.keyboard.press("ArrowRight")
-    expect(page.locator("[data-testid=viewer-prompt]")).to_have_text("clip 1: a paper boat")
+    expect(page.locator("[data-testid=viewer-prompt]")).to_have_text("clip 1: a paper boat", timeout=SLOW)
     wait_for(lambda: f"/renders/{clips[1].pk}/view/" in page.url, timeout=10)
     page.keyboard.press("ArrowLeft")
-    expect(page.locator("[data-testid=viewer-prompt]")).to_have_text("clip 0: a paper boat")
+    expect(page.locator("[data-testid=viewer-prompt]")).to_have_text("clip 0: a paper boat", timeout=SLOW)
     wait_for(lambda: f"/renders/{clips[0].pk}/view/" in page.url, timeout=10)
 
     # Frame steps: pause, one frame on, one more: 1/24 s each.
@@ -355,13 +357,13 @@ def test_a_reviewer_watches_steps_comments_and_approves_with_the_keyboard(
     expect(page.locator("[data-comment-at]")).to_have_text("0:00.5")
     page.keyboard.type("The boat <tips> here")
     page.keyboard.press("Enter")
-    expect(page.locator("#comments")).to_contain_text("The boat <tips> here")
-    expect(page.locator("#viewer-comment")).to_be_hidden()
+    expect(page.locator("#comments")).to_contain_text("The boat <tips> here", timeout=SLOW)
+    expect(page.locator("#viewer-comment")).to_be_hidden(timeout=SLOW)
     assert Comment.objects.get(render=clips[0]).at_seconds == 0.5
 
     # A: approved, and on to the next clip.
     page.keyboard.press("a")
-    expect(page.locator("[data-testid=viewer-prompt]")).to_have_text("clip 1: a paper boat")
+    expect(page.locator("[data-testid=viewer-prompt]")).to_have_text("clip 1: a paper boat", timeout=SLOW)
     wait_for(lambda: f"/renders/{clips[1].pk}/view/" in page.url, timeout=10)
     assert Render.objects.get(pk=clips[0].pk).review_state == ReviewState.APPROVED
     page.screenshot(path=str(SCREENSHOTS / "viewer.png"))
@@ -369,7 +371,7 @@ def test_a_reviewer_watches_steps_comments_and_approves_with_the_keyboard(
     # Esc: back to the gallery it came from.
     page.keyboard.press("Escape")
     page.wait_for_url(re.compile(r"/gallery/\?scope=team$"))
-    expect(page.locator(f"#clip-{clips[0].pk}")).to_be_visible()
+    expect(page.locator(f"#clip-{clips[0].pk}")).to_be_visible(timeout=SLOW)
     assert problems == []
 
 
@@ -387,14 +389,16 @@ def test_a_reviewer_gets_through_fifty_clips_from_the_queue_without_the_mouse(
     decisions = {"a": ReviewState.APPROVED, "c": ReviewState.CHANGES_REQUESTED, "r": ReviewState.REJECTED}
     keys = "acr" * 17
     for i, render in enumerate(waiting):
-        expect(page.locator("[data-testid=viewer-prompt]")).to_have_text(f"queued {i:02d}")
+        expect(page.locator("[data-testid=viewer-prompt]")).to_have_text(f"queued {i:02d}", timeout=SLOW)
         wait_for(lambda render=render: f"/renders/{render.pk}/view/" in page.url, timeout=10)
         page.keyboard.press(keys[i])
-    expect(page.locator("#toasts")).to_contain_text("That was the last clip of this list")
+    expect(page.locator("#toasts")).to_contain_text("That was the last clip of this list", timeout=SLOW)
     assert page.evaluate("window.sameDocument") is True
     states = dict(Render.objects.filter(pk__in=[r.pk for r in waiting]).values_list("pk", "review_state"))
     assert [states[r.pk] for r in waiting] == [decisions[keys[i]] for i in range(50)]
-    expect(page.locator("#to-review-badge")).to_have_text("")  # the queue is empty: the badge is gone
+    expect(page.locator("#to-review-badge")).to_have_text(
+        "", timeout=SLOW
+    )  # the queue is empty: the badge is gone
 
 
 @pytest.mark.browser
@@ -407,9 +411,9 @@ def test_a_member_who_does_not_review_gets_a_toast_for_a_and_f_goes_full_screen(
     clip = finished_clip(owner, team, "a member's look", real=True)
     log_in(page, live_server, teammate)
     page.goto(live_server.url + viewer_url(clip, "list=gallery"))
-    expect(page.locator("[data-testid=viewer-prompt]")).to_have_text("a member's look")
+    expect(page.locator("[data-testid=viewer-prompt]")).to_have_text("a member's look", timeout=SLOW)
     page.keyboard.press("a")
-    expect(page.locator("#toasts")).to_contain_text("not yours to review")
+    expect(page.locator("#toasts")).to_contain_text("not yours to review", timeout=SLOW)
     assert not clip.reviews.exists()
     page.keyboard.press("f")
     wait_for(lambda: page.evaluate("document.fullscreenElement && document.fullscreenElement.id") == "viewer")
