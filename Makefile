@@ -33,6 +33,7 @@ setup: $(STAMP) ## Create the virtualenv and install the studio with its test to
 
 run: setup ## Migrate, create the demo login, start web server + worker + emulator (Ctrl-C stops all)
 	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py createcachetable -v0
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py ensure_demo
 	$(PY) manage.py devstack

@@ -21,6 +21,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core import signing
 from django.core.exceptions import PermissionDenied
@@ -31,12 +32,14 @@ from django.urls import reverse
 from studio.models import (
     ROLE_RANK,
     GatewayAlert,
+    Invitation,
     LedgerEntry,
     Membership,
     Profile,
     Render,
     ReviewState,
     Role,
+    SavedPrompt,
     ShareLink,
     State,
     Team,
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 INIT_IMAGE_SALT = "studio.init-image"
+INVITATION_SALT = "studio.invitation"
 INIT_IMAGE_LINK_LIFETIME = timedelta(hours=24)
 
 
@@ -135,6 +139,39 @@ def get_share_for_user(user, render_id, share_id) -> ShareLink:
     return link
 
 
+def get_variants_for_user(user, render_id) -> list[Render]:
+    """The render (404 unless the user may see it) and the other takes of its "Render ×N" group that the user may
+    see, first to last: the contact sheet. A render on its own is a sheet of one."""
+    render = get_render_for_user(user, render_id)
+    if render.variant_group is None:
+        return [render]
+    return list(
+        Render.objects.for_user(user)
+        .filter(variant_group=render.variant_group, user=render.user_id)
+        .select_related("user", "team")
+        .order_by("variant_index")
+    )
+
+
+def saved_prompts_for_user(user) -> QuerySet[SavedPrompt]:
+    """Saved prompts the user may start from: their own, and those shared with a team they are in now."""
+    return SavedPrompt.objects.for_user(user).select_related("user", "team")
+
+
+def get_saved_prompt_for_user(user, prompt_id) -> SavedPrompt:
+    """One of the user's own saved prompts, to change or delete; anyone else's is 404, shared or not."""
+    prompt = SavedPrompt.objects.filter(pk=prompt_id, user=user).first() if user.is_authenticated else None
+    if prompt is None:
+        raise Http404("No such saved prompt.")
+    return prompt
+
+
+def team_to_share_with(user, team_id) -> Team | None:
+    """A team the user belongs to, to share a saved prompt with; None when they are not in it (or no team)."""
+    member = membership(user, team_id)
+    return member.team if member is not None else None
+
+
 def get_alert_for_operator(user, alert_id) -> GatewayAlert:
     """An open or resolved gateway alert, for site staff (else 403; an unknown id is 404)."""
     if not user.is_staff:
@@ -192,6 +229,41 @@ def get_render_for_init_image_token(token: str) -> Render:
     if render is None:
         raise Http404("No such image.")
     return render
+
+
+def invitation_token(invitation: Invitation) -> str:
+    """The signed token of an invitation's link. It only names the invitation: whether it can still be used
+    (expiry, use, revocation) is the row's to say, so revoking works and nothing is decided by the link."""
+    return signing.Signer(salt=INVITATION_SALT).sign(invitation.pk.hex)
+
+
+def invitation_path(invitation: Invitation) -> str:
+    """The studio path of an invitation's link."""
+    return reverse("invitation", args=[invitation_token(invitation)])
+
+
+def invitation_url(invitation: Invitation, request=None) -> str:
+    """The whole link to send: under STUDIO_BASE_URL when set, else the address this request came to, else
+    (the command line) http://127.0.0.1:8000, where `make run` serves."""
+    path = invitation_path(invitation)
+    if settings.STUDIO_BASE_URL:
+        return settings.STUDIO_BASE_URL + path
+    if request is not None:
+        return request.build_absolute_uri(path)
+    return "http://127.0.0.1:8000" + path
+
+
+def get_invitation_for_token(token: str) -> Invitation:
+    """The invitation a signed token names, in whatever state (its page says why it cannot be used); a
+    tampered or unknown token is 404, saying nothing more."""
+    try:
+        invitation_id = uuid.UUID(signing.Signer(salt=INVITATION_SALT).unsign(token))
+    except (signing.BadSignature, ValueError) as error:
+        raise Http404("This invitation link is not valid.") from error
+    invitation = Invitation.objects.select_related("team").filter(pk=invitation_id).first()
+    if invitation is None:
+        raise Http404("This invitation link is not valid.")
+    return invitation
 
 
 def get_team_for_user(user, team_id, role: str = Role.MEMBER) -> tuple[Team, Membership]:

@@ -265,3 +265,50 @@ def neighbours(
     previous = ids.filter(before).order_by(*backward).first()
     following = ids.filter(after).order_by(*forward).first()
     return previous, following
+
+
+# --- variants: the takes of one "Render ×N" stay together ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantGroup:
+    """The variants of one "Render ×N" that a list shows side by side (see `group_variants`)."""
+
+    renders: list[Render]
+
+    @property
+    def first(self) -> Render:
+        return self.renders[0]
+
+    @property
+    def pk(self) -> uuid.UUID | None:
+        return self.first.variant_group
+
+    @property
+    def count(self) -> int:
+        return self.first.variant_count
+
+    @property
+    def total(self) -> Decimal:
+        """What the takes shown cost together: billed where billed, else estimated."""
+        return sum((item.shown_cost for item in self.renders), Decimal("0"))
+
+
+def group_variants(renders: list[Render]) -> list[Render | VariantGroup]:
+    """A list of renders with the variants of each group gathered into one VariantGroup (first to last), where
+    the first of them stands; other renders keep their place. No query: it reads the rows it is given."""
+    groups: dict[uuid.UUID, list[Render]] = {}
+    items: list[Render | VariantGroup] = []
+    for item in renders:
+        if not item.is_variant:
+            items.append(item)
+            continue
+        key = item.variant_group
+        assert key is not None  # is_variant says so
+        if key not in groups:
+            groups[key] = []
+            items.append(VariantGroup(groups[key]))
+        groups[key].append(item)
+    for members in groups.values():
+        members.sort(key=lambda item: item.variant_index)
+    return items

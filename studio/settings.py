@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -52,6 +52,14 @@ def envint(name: str, default: int) -> int:
         raise _unparsable(name, value, "a whole number") from None
 
 
+def envcount(name: str, default: int) -> int:
+    """Read a whole number that must be at least 1 (a limit, a number of seconds or days); unset or empty: default."""
+    number = envint(name, default)
+    if number < 1:
+        raise _unparsable(name, str(number), "a whole number of at least 1")
+    return number
+
+
 def envfloat(name: str, default: float) -> float:
     """Read a decimal environment variable (finite: nan and inf are refused); unset or empty: default."""
     value = os.environ.get(name, "").strip()
@@ -89,6 +97,54 @@ def envdatabase(name: str) -> dict:
     except ValueError as error:
         shown = re.sub(r"(://[^:/@]*:).*@", r"\1***@", value)
         raise _unparsable(name, shown, f"a database URL ({error})") from None
+
+
+EMAIL_URL_OPTIONS = ("tls", "ssl", "timeout")
+
+
+def envmailer(name: str) -> dict:
+    """Read an e-mail URL into a Django MAILERS entry: unset or `console://`: e-mails are printed on the console;
+    `smtp://user:password@host:port?tls=1` (STARTTLS), `smtps://...` (TLS from the start), `&timeout=N` seconds.
+    Anything else stops start-up; the error never shows the password."""
+    value = os.environ.get(name, "").strip()
+    if not value or value == "console://":
+        return {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    shown = re.sub(r"(://[^:/@]*:).*@", r"\1***@", value)
+    expected = "console:// or smtp[s]://user:password@host:port?tls=1 (options: tls, ssl, timeout)"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+        options = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise _unparsable(name, shown, expected) from None
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname or parts.path not in ("", "/"):
+        raise _unparsable(name, shown, expected)
+    if set(options) - set(EMAIL_URL_OPTIONS) or any(len(v) != 1 for v in options.values()):
+        raise _unparsable(name, shown, expected)
+    flags = {}
+    for option in ("tls", "ssl"):
+        word = options.get(option, ["0"])[0].lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise _unparsable(name, shown, f"{option}= one of " + "/".join(TRUE_WORDS + FALSE_WORDS))
+        flags[option] = word in TRUE_WORDS
+    use_ssl = flags["ssl"] or parts.scheme == "smtps"
+    if use_ssl and flags["tls"]:
+        raise _unparsable(name, shown, "either tls (STARTTLS) or ssl/smtps, not both")
+    timeout = options.get("timeout", ["30"])[0]
+    if not timeout.isdigit() or int(timeout) == 0:
+        raise _unparsable(name, shown, "timeout= a whole number of seconds")
+    return {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": parts.hostname,
+            "port": port or (465 if use_ssl else 587 if flags["tls"] else 25),
+            "username": unquote(parts.username or ""),
+            "password": unquote(parts.password or ""),
+            "use_tls": flags["tls"],
+            "use_ssl": use_ssl,
+            "timeout": int(timeout),
+        },
+    }
 
 
 DATA_DIR = bootstrap.data_dir()
@@ -178,7 +234,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "studio"
@@ -383,6 +442,48 @@ if os.environ.get("REDIS_URL"):
     Q_CLUSTER["redis"] = os.environ["REDIS_URL"]
 else:
     Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["cache"] = "local"  # cluster statistics: not into the database cache (see CACHES)
+
+# --- Shared cache: login throttling lives here, so every web process sees it and a restart keeps it -----------
+# The database cache by default (its table is made by migration 0009_invitations and `manage.py
+# createcachetable`), Redis when REDIS_URL is set. Never a per-process memory cache: it would count each
+# process's failures apart.
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            "KEY_PREFIX": "studio-cache",
+        }
+    }
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "studio_cache"}
+    }
+# Each process's own memory, for what must not cost a database write: django-q2's cluster statistics, which its
+# sentinel saves twice a second (with the ORM broker they used to land in Django's default per-process cache).
+CACHES["local"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+
+# --- Login throttling (studio/throttle.py): per username and per client address, counted apart -------------
+STUDIO_LOGIN_USER_FAILURES = envcount("STUDIO_LOGIN_USER_FAILURES", 5)  # failures before a username is locked
+STUDIO_LOGIN_ADDRESS_FAILURES = envcount("STUDIO_LOGIN_ADDRESS_FAILURES", 20)  # ... and an address
+# The first lock, in seconds; each failure past the limit doubles it, up to the most.
+STUDIO_LOGIN_LOCK_SECONDS = envcount("STUDIO_LOGIN_LOCK_SECONDS", 60)
+STUDIO_LOGIN_LOCK_MAX_SECONDS = envcount("STUDIO_LOGIN_LOCK_MAX_SECONDS", 15 * 60)
+STUDIO_LOGIN_FORGET_SECONDS = envcount("STUDIO_LOGIN_FORGET_SECONDS", 24 * 3600)  # quiet: failures forgotten
+# The client address comes from X-Forwarded-For (its right-most entry, the one our proxy added) only behind a
+# proxy: otherwise anyone could send the header and pose as any address. Default: on with STUDIO_HTTPS=1.
+STUDIO_BEHIND_PROXY = envbool("STUDIO_BEHIND_PROXY", default=envbool("STUDIO_HTTPS"))
+
+# --- Invitations and e-mail ---------------------------------------------------------------------------------
+STUDIO_INVITATION_DAYS = envcount("STUDIO_INVITATION_DAYS", 7)
+# Where people reach the studio, for links made outside a request (`manage.py team invite`); pages use the
+# address the request came to when it is unset.
+STUDIO_BASE_URL = envurl("STUDIO_BASE_URL")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "studio@localhost"
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Unset: e-mails (password resets) are printed on the console; else smtp://user:pass@host:587?tls=1, smtps://...
+MAILERS = {"default": envmailer("STUDIO_EMAIL_URL")}  # Django 6.1's mailers (EMAIL_* settings are deprecated)
 
 LOGGING = {
     "version": 1,

@@ -28,7 +28,7 @@ from django.urls import URLResolver, get_resolver
 from django.utils import timezone
 
 from studio.actions.teams import do_remove_member
-from studio.models import Membership, Rate, Render, Role, State, Team
+from studio.models import Membership, Rate, Render, Role, SavedPrompt, State, Team
 from tests.fixtures import make_render
 
 
@@ -42,6 +42,9 @@ class Level(StrEnum):
     STAFF = "staff only (site operators)"
     OPERATE = "staff who can see the render (none of the people here: 404 where they cannot see it, else 403)"
     SHARE = "the render's author or an admin of its team (share links outside the team)"
+    AUTHOR = (
+        "the author of a saved prompt only: to anyone else it does not exist (404), shared with them or not"
+    )
 
 
 class Effect(StrEnum):
@@ -95,6 +98,11 @@ LEVELS: dict[str, Rule] = {
     # lineage and promotion
     "rerun": Rule(Level.VIEW, CHANGES, "lineage"),  # a new render of whoever asks, billed to them
     "lineage": Rule(Level.VIEW, READS, "lineage"),
+    # variants and prompt memory (issue 12)
+    "variants": Rule(Level.VIEW, READS, "variants"),  # the contact sheet of the render's group
+    "prompts": Rule(Level.ANY, READS, "variants"),  # my recent prompts and the saved ones I may use
+    "prompt_save": Rule(Level.ANY, CHANGES, "variants"),  # the studio form's fields (the payload) + a name
+    "prompt_delete": Rule(Level.AUTHOR, CHANGES, "variants"),
     # teams
     "teams": Rule(Level.ANY, READS, "teams"),
     "team_create": Rule(Level.ANY, CHANGES, "teams", page="teams"),
@@ -103,6 +111,8 @@ LEVELS: dict[str, Rule] = {
     "member_add": Rule(Level.ADMIN, CHANGES, "teams"),
     "member_role": Rule(Level.ADMIN, CHANGES, "teams"),
     "member_remove": Rule(Level.ADMIN, CHANGES, "teams"),
+    "invitation_create": Rule(Level.ADMIN, CHANGES, "teams"),
+    "invitation_revoke": Rule(Level.ADMIN, CHANGES, "teams"),
     # money: the team is in the query string or the form, not the URL
     "spend": Rule(Level.MEMBER, READS, "money", data=TEAM),
     "ledger_csv": Rule(Level.MEMBER, READS, "money", data=TEAM),
@@ -122,10 +132,24 @@ LEVELS: dict[str, Rule] = {
     "share_create": Rule(Level.SHARE, CHANGES, "viewer", data={"days": "7"}),
     "share_revoke": Rule(Level.SHARE, CHANGES, "viewer"),
 }
-# auth; the gateway's signed init-image URL (no login by design: tests/test_public.py); the admin site (its own
+# auth and Django's password pages (tests/test_passwords.py); the gateway's signed init-image URL and an
+# invitation's link (no login by design: tests/test_public.py, tests/test_invitations.py); the admin site (its own
 # namespace) is skipped as a whole
-# a share link's page and video (no login by design, behind a signed link id: tests/test_share.py)
-SKIPPED_NAMES = {"login", "logout", "init_image", "share", "share_video"}
+SKIPPED_NAMES = {
+    "login",
+    "logout",
+    "init_image",
+    "invitation",
+    "password_change",
+    "password_change_done",
+    "password_reset",
+    "password_reset_done",
+    "password_reset_confirm",
+    "password_reset_complete",
+    # a share link's page and video (no login by design, behind a signed link id: tests/test_share.py)
+    "share",
+    "share_video",
+}
 SHARED_PROMPT = "SHARED-CLIP a lighthouse at dusk"
 PRIVATE_PROMPT = "PRIVATE-CLIP a secret storyboard"
 
@@ -212,6 +236,7 @@ class World:
     users: dict
     renders: dict[str, Render]
     teammate_membership: Membership
+    saved_prompt: SavedPrompt  # the owner's, shared with the team: only the owner may delete it
     clients: dict = field(default_factory=dict)
 
     def client(self, person: str) -> Client:
@@ -233,6 +258,10 @@ class World:
             from studio.models import GatewayAlert
 
             values["alert_id"] = GatewayAlert.raise_alert(GatewayAlert.Kind.WALLET, "The wallet is empty.").pk
+        if "invitation_id" in route.kwargs:
+            from studio.actions.teams import do_create_invitation
+
+            values["invitation_id"] = do_create_invitation(self.team, Role.MEMBER).pk
         if "rate_id" in route.kwargs:
             values["rate_id"] = Rate.objects.get(model="sora2", rate_key="any").pk
         if "share_id" in route.kwargs:
@@ -240,6 +269,8 @@ class World:
 
             render = self.renders.get(target, self.renders["shared"])
             values["share_id"] = do_create_share(render, render.user, 7).pk
+        if "prompt_id" in route.kwargs:
+            values["prompt_id"] = self.saved_prompt.pk
         unknown = set(route.kwargs) - set(values)
         assert not unknown, (
             f"the matrix cannot fill {sorted(unknown)} of {route.name!r}: add it to World.kwargs"
@@ -262,6 +293,7 @@ class World:
             "private": "1",
             "username": "newbie",
             "role": "reviewer",
+            "variants": "1",
         }
         return {**common, **self.additions(rule)}
 
@@ -314,4 +346,12 @@ def world(owner, teammate, reviewer, admin, outsider, team, make_user) -> World:
         # the operator actions' render: the studio lost the gateway's answer to its submission
         "unknown": make_render(owner, State.SUBMIT_UNKNOWN, team=team, prompt="UNKNOWN-CLIP sent, or not?"),
     }
-    return World(team, users, renders, Membership.objects.get(team=team, user=teammate))
+    saved = SavedPrompt.objects.create(
+        user=owner,
+        team=team,
+        name="Lighthouse",
+        model="sora2",
+        prompt=SHARED_PROMPT,
+        params={"duration_seconds": 5},
+    )
+    return World(team, users, renders, Membership.objects.get(team=team, user=teammate), saved)

@@ -62,6 +62,8 @@ def expected(level: Level, person: str, target: str):
         return OK
     if level == Level.STAFF:
         return 403
+    if level == Level.AUTHOR:
+        return OK if person == "owner" else 404
     if person in ("outsider", "former"):
         return 404
     if level in TEAM_LEVELS:
@@ -116,6 +118,8 @@ def test_each_route_is_classified_by_what_its_url_names(name):
         assert rule.level in RENDER_LEVELS, name
     elif "team_id" in route.kwargs:
         assert rule.level in TEAM_LEVELS, name
+    elif "prompt_id" in route.kwargs:
+        assert rule.level == Level.AUTHOR, name
     elif rule.level in TEAM_LEVELS:
         assert "team" in rule.data, f"{name}: a team-level route without a team id must name it in Rule.data"
     else:

@@ -148,6 +148,17 @@ UNPARSABLE = {
     "STUDIO_S3_PREFIX": "../other-app",
     "STUDIO_S3_ADDRESSING_STYLE": "sideways",
     "STUDIO_MEDIA_URL_SECONDS": "5m",
+    # accounts (issue 11): invitations, e-mail, login throttling, whom to believe about the client's address
+    "STUDIO_INVITATION_DAYS": "a week",
+    "STUDIO_BASE_URL": "studio.example.com",
+    "STUDIO_EMAIL_URL": "mailto://studio.example.com",
+    "STUDIO_LOGIN_USER_FAILURES": "5x",
+    "STUDIO_LOGIN_ADDRESS_FAILURES": "twenty",
+    "STUDIO_LOGIN_LOCK_SECONDS": "1m",
+    "STUDIO_LOGIN_LOCK_MAX_SECONDS": "15m",
+    "STUDIO_LOGIN_FORGET_SECONDS": "1d",
+    "STUDIO_BEHIND_PROXY": "perhaps",
+    "STUDIO_HTTPS": "sure",
 }
 # Taken as text: any value reads, and the system checks judge the ones that must make sense (E001-E003, W001).
 FREE_TEXT = {
@@ -165,6 +176,7 @@ FREE_TEXT = {
     "STUDIO_S3_SECRET_ACCESS_KEY",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    "DEFAULT_FROM_EMAIL",
 }
 
 

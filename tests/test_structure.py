@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.storage",  # where render files live: the local disk or an object store (no records)
             "studio.logging",
             "studio.settings",
+            "studio.netaddr",  # whom to believe about the client's address (REMOTE_ADDR or the proxy's header)
         ],
     ),
     ("records: the models and their querysets", ["studio.models"]),
@@ -50,6 +51,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.ranged",
             "studio.cursor",  # which cards a page lacks: the poll and submit answers share it
             "studio.serializers",
+            "studio.throttle",  # login failures counted in the shared cache
         ],
     ),
     ("actions and task entry points", ["studio.actions.*", "studio.tasks"]),

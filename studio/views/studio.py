@@ -13,12 +13,13 @@ from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget
 
 from studio import access, catalog, pricing
-from studio.actions.renders import do_cancel_render, do_submit_render
+from studio.actions.renders import do_cancel_render, do_submit_variants
 from studio.catalog import MODELS, SORA2
 from studio.cursor import Cursor, catch_up
 from studio.forms import RenderForm
-from studio.htmx import AuthenticatedHtmxRequest, card_answer, render_partials, request_cursor
-from studio.models import Render
+from studio.gallery import group_variants
+from studio.htmx import AuthenticatedHtmxRequest, card_answer, group_answer, render_partials, request_cursor
+from studio.models import Render, Team
 from studio.money import ledger
 from studio.ranged import stored_file_response
 
@@ -33,15 +34,34 @@ ERROR_FIELDS = [
     "seed",
     "style_preset",
     "parent",
+    "variants",
 ]
 
 
 def _form_context(form: RenderForm, **extra) -> dict:
+    estimate = extra.pop("estimate") if "estimate" in extra else None
+    if estimate is None:
+        estimate = form.estimate() if form.is_bound else _initial_estimate(form)
     return {
         "form": form,
-        "estimate": form.estimate() if form.is_bound else _initial_estimate(form),
+        "estimate": estimate,
+        **_variants_context(form, estimate),
         **_catalog_context(),
         **extra,
+    }
+
+
+def _variants_context(form: RenderForm, estimate) -> dict:
+    """ "Render ×N": how many takes the form asks for and what they cost together (what the budget must hold)."""
+    count = 1
+    if form.is_bound and hasattr(form, "cleaned_data"):
+        count = form.cleaned_data.get("variants") or 1
+    elif not form.is_bound:
+        count = form.initial.get("variants") or 1
+    return {
+        "variants": count,
+        "variant_choices": range(1, catalog.MAX_VARIANTS + 1),
+        "batch_total": estimate.total * count if estimate else None,
     }
 
 
@@ -72,8 +92,14 @@ def _studio_context(request: AuthenticatedHtmxRequest, form: RenderForm | None =
     )  # before the query: a card changed while the page renders is polled again, never lost
     renders = list(Render.objects.mine(request.user)[:PAGE_SIZE])
     cursor = Cursor.for_page(now, renders, full=len(renders) == PAGE_SIZE)
+    # `items`: the cards with each "Render ×N" group framed together; `prompt_teams`: whom to share a prompt with.
     return _form_context(
-        form, renders=renders, polling=any(not r.is_terminal for r in renders), cursor=cursor
+        form,
+        renders=renders,
+        items=group_variants(renders),
+        polling=any(not r.is_terminal for r in renders),
+        cursor=cursor,
+        prompt_teams=Team.objects.filter(memberships__user=request.user).order_by("name"),
     )
 
 
@@ -140,7 +166,7 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     if not form.is_valid():
         return _form_with_errors(request, form)
     try:
-        new = do_submit_render(request.user, form.order())
+        new = do_submit_variants(request.user, form.order())
     except ledger.BudgetExceeded as refused:
         form.add_error(None, refused.message)  # refused before anything was recorded or sent
         return _form_with_errors(request, form)
@@ -151,7 +177,9 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
         initial={**form.cleaned_data, "client_token": uuid.uuid4(), "init_image": None, "parent": None}
     )
     form_part = ("studio.html#studio-form", _form_context(fresh, estimate=form.estimate(), oob_form=True))
-    return card_answer(request, new, form_part)
+    if len(new) > 1:
+        return group_answer(request, new, form_part)
+    return card_answer(request, new[0], form_part)
 
 
 def _form_with_errors(request: AuthenticatedHtmxRequest, form: RenderForm) -> HttpResponse:
@@ -176,7 +204,7 @@ def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
     response = render_partials(
         request,
         ("studio.html#poll", {"polling": in_flight, "cursor": later}),
-        ("studio.html#new-renders", {"renders": new}),
+        ("studio.html#new-renders", {"renders": new, "items": group_variants(new)}),
         *[("studio.html#render", {"render": item, "oob_card": "true"}) for item in changed],
     )
     if not in_flight:

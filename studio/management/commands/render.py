@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 
 from studio import access
-from studio.actions.renders import do_submit_render
+from studio.actions.renders import do_submit_variants
 from studio.catalog import MODELS, SORA2
 from studio.forms import RenderForm
 from studio.models import TERMINAL, Render, Team
@@ -32,6 +32,7 @@ LINE_KEYS = {
     "style": "style_preset",
     "style_preset": "style_preset",
     "image": "image",
+    "variants": "variants",
 }
 
 
@@ -52,6 +53,11 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="sora-2-pro: a seed for reproducibility")
         parser.add_argument("--style", help="sora-2-pro: cinematic, anime, documentary or none")
         parser.add_argument("--image", type=Path, help="init image (PNG, JPEG or WebP)")
+        parser.add_argument(
+            "--variants",
+            type=int,
+            help="render N takes (1-4) of the prompt as one group, as Render ×N does; with --seed, consecutive seeds",
+        )
         parser.add_argument("--from", dest="from_file", type=Path, help="a JSONL file: one render per line")
         parser.add_argument(
             "--wait", action="store_true", help="block until each render ends; print it as JSON"
@@ -76,13 +82,14 @@ class Command(BaseCommand):
         renders: list[Render] = []
         for where, form in forms:
             try:
-                render = do_submit_render(user, form.order(), **where_to)
+                made = do_submit_variants(user, form.order(), **where_to)
             except ledger.BudgetExceeded as refused:
                 raise CommandError(
                     f"{where}: refused, nothing sent: {refused.message} ({len(renders)} submitted before it.)"
                 ) from refused
-            renders.append(render)
-            self.stdout.write(str(render.pk))
+            for render in made:  # the variants of one line, first to last: one id a line
+                renders.append(render)
+                self.stdout.write(str(render.pk))
         if options["wait"]:
             for render in renders:
                 self.stdout.write(json.dumps(self._wait(render, options["timeout"]), indent=2))
@@ -104,6 +111,7 @@ class Command(BaseCommand):
             "aspect_ratio": options["aspect"],
             "seed": options["seed"],
             "style_preset": options["style"],
+            "variants": options["variants"],
         }
         return "arguments", fields, options["image"]
 

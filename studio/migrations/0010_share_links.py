@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("studio", "0007_gallery_indexes"),
+        ("studio", "0009_invitations"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
