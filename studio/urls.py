@@ -14,8 +14,10 @@ from studio.views import (
     prompts,
     public,
     review,
+    shares,
     teams,
     variants,
+    viewer,
 )
 from studio.views import studio as views
 
@@ -41,6 +43,8 @@ urlpatterns = [
     *money.urlpatterns,
     *operator.urlpatterns,
     *public.urlpatterns,
+    *viewer.urlpatterns,
+    *shares.urlpatterns,
     *variants.urlpatterns,
     *prompts.urlpatterns,
     *live.urlpatterns,
