@@ -5,8 +5,9 @@ Every page, fragment, action and video file goes through these helpers:
   it exists;
 - a member who can see it but lacks the role (or is not the author, for author-only actions, or is not staff,
   for the operator actions) gets 403;
-- anonymous users never get here: views are `login_required`, which sends them to the login page; the one
-  exception is a render's init image behind a signed, expiring token, for the gateway to fetch.
+- anonymous users never get here: views are `login_required`, which sends them to the login page; the
+  exceptions are a render's init image behind a signed, expiring token, for the gateway to fetch, and a share
+  link (a signed ShareLink id whose row says it is live: `get_share_for_token`).
 Access is computed from the Membership rows on every request, so removing a member takes effect at once.
 Whose money a user may see (spend, the ledger, budgets, reconciliation) is a `MoneyScope`, from
 `money_scope_for_user`.
@@ -39,6 +40,7 @@ from studio.models import (
     ReviewState,
     Role,
     SavedPrompt,
+    ShareLink,
     State,
     Team,
 )
@@ -57,6 +59,7 @@ class Need(StrEnum):
     REVIEW = "review"  # approve / request changes / reject: a reviewer or admin of the render's team
     OWN = "own"  # cancel, make private: its author only
     OPERATE = "operate"  # the operator actions (attach, not sent, recheck): site staff who can see it
+    SHARE = "share"  # share links outside the team: its author, or an admin of its team
 
 
 def membership(user, team_id) -> Membership | None:
@@ -82,7 +85,58 @@ def get_render_for_user(user, render_id, need: Need = Need.VIEW) -> Render:
         raise PermissionDenied("Only the team's reviewers can review this render.")
     if need == Need.OPERATE and not user.is_staff:
         raise PermissionDenied("Only the studio's operators can do that.")
+    if need == Need.SHARE and not can_share(user, render):
+        raise PermissionDenied("Only its author or an admin of its team can share it outside the team.")
     return render
+
+
+def can_share(user, render: Render) -> bool:
+    """Whether the user may make and revoke share links of this render: its author, or an admin of its team."""
+    if render.user_id == user.pk:
+        return True
+    member = membership(user, render.team_id)
+    return member is not None and member.allows(Role.ADMIN)
+
+
+SHARE_SALT = "studio.share-link"
+
+
+class ShareGone(Exception):
+    """A share link that was real but no longer works (expired or revoked): the page says so (410)."""
+
+    def __init__(self, link: ShareLink) -> None:
+        super().__init__("This share link no longer works.")
+        self.link = link
+
+
+def share_token(link: ShareLink) -> str:
+    """What a share link's URL carries: its id, signed, so that no one can guess or forge another."""
+    return signing.Signer(salt=SHARE_SALT).sign(link.pk.hex)
+
+
+def get_share_for_token(token: str) -> ShareLink:
+    """The live share link a token names, with its render; Http404 for a forged or unknown token, ShareGone
+    for an expired or revoked link, or one whose clip is gone (it is not playable any more)."""
+    try:
+        link_id = uuid.UUID(hex=signing.Signer(salt=SHARE_SALT).unsign(token))
+    except (signing.BadSignature, ValueError) as error:
+        raise Http404("No such link.") from error
+    link = ShareLink.objects.select_related("render").filter(pk=link_id).first()
+    if link is None:
+        raise Http404("No such link.")
+    if not link.is_live or not link.render.playable:
+        raise ShareGone(link)
+    return link
+
+
+def get_share_for_user(user, render_id, share_id) -> ShareLink:
+    """One of a render's share links, for someone who may share the render (else 404/403 as the render says)."""
+    render = get_render_for_user(user, render_id, Need.SHARE)
+    link = ShareLink.objects.filter(pk=share_id, render=render).first()
+    if link is None:
+        raise Http404("No such link.")
+    link.render = render
+    return link
 
 
 def get_variants_for_user(user, render_id) -> list[Render]:

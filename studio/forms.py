@@ -393,6 +393,29 @@ class CommentForm(forms.Form):
         return at
 
 
+class FrameForm(forms.Form):
+    """The moment of a clip whose frame "Save this frame" asks for: within the clip, in seconds."""
+
+    t = forms.FloatField(
+        min_value=0,
+        error_messages={
+            "required": "Say which moment: t, in seconds from the start.",
+            "invalid": "t must be a number of seconds.",
+            "min_value": "t cannot be before the start of the clip.",
+        },
+    )
+
+    def __init__(self, *args, clip_seconds: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.clip_seconds = clip_seconds
+
+    def clean_t(self) -> float:
+        t = self.cleaned_data["t"]
+        if t >= self.clip_seconds:
+            raise forms.ValidationError(f"t is past the end of the clip ({self.clip_seconds:g} s).")
+        return t
+
+
 # --- teams --------------------------------------------------------------------------------------------------------
 
 

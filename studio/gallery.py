@@ -239,6 +239,34 @@ def mark_reviewable(renders: list[Render], reviewer_team_ids: set, user_id=None)
         item.reviewable = access.reviewable(item, user_id, reviewer_team_ids)
 
 
+# --- the viewer's previous and next clip ------------------------------------------------------------------------
+
+
+def sort_value(render: Render, sort: str):
+    """The value a gallery sort orders `render` by (gallery_cost is the shown cost, in SQL)."""
+    return render.shown_cost if sort == "cost" else getattr(render, SORTS[sort])
+
+
+def neighbours(
+    renders: QuerySet[Render], key: str, value, pk: uuid.UUID, *, descending: bool
+) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """The ids of the clips just before and just after position (value, pk) in a list ordered by (key, id), both
+    descending or both ascending: two indexed queries, whether or not the clip is still in the list (a clip just
+    reviewed leaves the review queue; its neighbours are where it was)."""
+    after = Q(**{f"{key}__lt" if descending else f"{key}__gt": value}) | Q(
+        **{key: value, "id__lt" if descending else "id__gt": pk}
+    )
+    before = Q(**{f"{key}__gt" if descending else f"{key}__lt": value}) | Q(
+        **{key: value, "id__gt" if descending else "id__lt": pk}
+    )
+    forward = (f"-{key}", "-id") if descending else (key, "id")
+    backward = (key, "id") if descending else (f"-{key}", "-id")
+    ids = renders.prefetch_related(None).values_list("pk", flat=True)
+    previous = ids.filter(before).order_by(*backward).first()
+    following = ids.filter(after).order_by(*forward).first()
+    return previous, following
+
+
 # --- variants: the takes of one "Render ×N" stay together ------------------------------------------------------
 
 

@@ -638,6 +638,51 @@ class Tag(models.Model):
         return self.name
 
 
+# --- share links (issue 12) -------------------------------------------------------------------------------------
+
+
+SHARE_LIFETIMES = {1: "1 day", 7: "7 days", 30: "30 days"}  # days -> label; the form offers these
+SHARE_DEFAULT_DAYS = 7
+
+
+class ShareLink(models.Model):
+    """A signed, expiring, revocable link that shows one finished clip and its prompt to anyone, without a login.
+
+    The URL carries a signature of this row's id (access.share_token); the row says whether it still works.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    render = models.ForeignKey(Render, on_delete=models.CASCADE, related_name="share_links")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    views = models.PositiveIntegerField(default=0)  # page views; the video's range requests are not counted
+
+    url: str  # not a column: its public URL, which the detail page's share panel sets (views.shares)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["render", "-created_at"], name="share_render_recent")]
+
+    def __str__(self) -> str:
+        return f"share of {self.render_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the link still opens its clip: not revoked, not expired."""
+        return self.revoked_at is None and not self.is_expired
+
+
 # --- money (issue 5) -------------------------------------------------------------------------------------------
 
 

@@ -15,8 +15,10 @@ from studio.views import (
     prompts,
     public,
     review,
+    shares,
     teams,
     variants,
+    viewer,
 )
 from studio.views import studio as views
 
@@ -42,6 +44,8 @@ urlpatterns = [
     *money.urlpatterns,
     *operator.urlpatterns,
     *public.urlpatterns,
+    *viewer.urlpatterns,
+    *shares.urlpatterns,
     *variants.urlpatterns,
     *prompts.urlpatterns,
     *live.urlpatterns,

@@ -11,11 +11,16 @@ newbie nobody added yet; Olivia's finished shared clip, her finished private one
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
+from pathlib import Path
 
+import imageio_ffmpeg
 import pytest
 from django.core.files.base import ContentFile
 from django.test import Client
@@ -36,6 +41,7 @@ class Level(StrEnum):
     ADMIN = "an admin of the team"
     STAFF = "staff only (site operators)"
     OPERATE = "staff who can see the render (none of the people here: 404 where they cannot see it, else 403)"
+    SHARE = "the render's author or an admin of its team (share links outside the team)"
     AUTHOR = (
         "the author of a saved prompt only: to anyone else it does not exist (404), shared with them or not"
     )
@@ -47,7 +53,7 @@ class Effect(StrEnum):
     CHANGES = "changes something: POST only, never GET (a link or a prefetch must not change anything)"
 
 
-RENDER_LEVELS = {Level.VIEW, Level.OWN, Level.REVIEW, Level.OPERATE}
+RENDER_LEVELS = {Level.VIEW, Level.OWN, Level.REVIEW, Level.OPERATE, Level.SHARE}
 TEAM_LEVELS = {Level.MEMBER, Level.ADMIN}
 
 
@@ -124,6 +130,11 @@ LEVELS: dict[str, Rule] = {
     "operator_not_sent": Rule(Level.OPERATE, CHANGES, "operator", data={"resubmit": "0"}),
     "operator_recheck": Rule(Level.OPERATE, CHANGES, "operator"),
     "alert_resolve": Rule(Level.STAFF, CHANGES, "operator"),
+    # the review viewer and share links (issue 12): views/viewer.py, views/shares.py
+    "viewer": Rule(Level.VIEW, READS, "viewer"),
+    "frame": Rule(Level.VIEW, READS, "viewer", data={"t": "0.5"}),
+    "share_create": Rule(Level.SHARE, CHANGES, "viewer", data={"days": "7"}),
+    "share_revoke": Rule(Level.SHARE, CHANGES, "viewer"),
 }
 # auth and Django's password pages (tests/test_passwords.py); the gateway's signed init-image URL and an
 # invitation's link (no login by design: tests/test_public.py, tests/test_invitations.py); the admin site (its own
@@ -139,6 +150,9 @@ SKIPPED_NAMES = {
     "password_reset_done",
     "password_reset_confirm",
     "password_reset_complete",
+    # a share link's page and video (no login by design, behind a signed link id: tests/test_share.py)
+    "share",
+    "share_video",
 }
 # for machines, no login by design: a load balancer's probe and Prometheus (tests/test_health.py)
 SKIPPED_NAMES |= {"healthz", "metrics"}
@@ -201,7 +215,24 @@ def unclassified() -> list[str]:
 # --- the world ----------------------------------------------------------------------------------------------
 
 
-CLIP = b"\x00\x00\x00\x18ftypmp42" + bytes(200)  # the file server does not parse it
+@functools.cache
+def clip_bytes() -> bytes:
+    """A real one-second 160x120 H.264 clip at 24 fps (made once per process): the frame route decodes it."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        subprocess.run(
+            [
+                *(imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-nostdin"),
+                *("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=24:duration=1"),
+                *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mp4", str(path)),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        return path.read_bytes()
+
+
 POSTER = b"\xff\xd8\xff\xe0" + bytes(100) + b"\xff\xd9"
 
 
@@ -239,6 +270,11 @@ class World:
             values["invitation_id"] = do_create_invitation(self.team, Role.MEMBER).pk
         if "rate_id" in route.kwargs:
             values["rate_id"] = Rate.objects.get(model="sora2", rate_key="any").pk
+        if "share_id" in route.kwargs:
+            from studio.actions.shares import do_create_share
+
+            render = self.renders.get(target, self.renders["shared"])
+            values["share_id"] = do_create_share(render, render.user, 7).pk
         if "prompt_id" in route.kwargs:
             values["prompt_id"] = self.saved_prompt.pk
         unknown = set(route.kwargs) - set(values)
@@ -288,7 +324,7 @@ def finished_render(user, team, prompt: str, **fields) -> Render:
         video_duration=1.0,
         **fields,
     )
-    render.video.save("clip.mp4", ContentFile(CLIP), save=False)
+    render.video.save("clip.mp4", ContentFile(clip_bytes()), save=False)
     render.poster.save("poster.jpg", ContentFile(POSTER), save=False)
     render.save()
     render.tags.create(name="campaign", created_by=user)

@@ -34,6 +34,7 @@ SENDER = {
     Level.ADMIN: "admin",
     Level.STAFF: "staff",
     Level.OPERATE: "operator",  # staff in the team: they see its renders
+    Level.SHARE: "owner",
     Level.AUTHOR: "owner",  # the saved prompt is the owner's
 }
 TARGET = {

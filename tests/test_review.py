@@ -528,11 +528,12 @@ def fill(clip: Render, people: dict, n: int) -> None:
 #  5 reviews with their reviewers, 6 comments with their authors
 #  7 the promotions the user may see (the parent is none: the clip is a draft), 8 the rate card (re-run price)
 #  9 the render's ledger entries
+# 10 membership (access.can_share: the reviewer is not its author; the share links are read only by those who share)
 #  then the context processors, lazily, in the order base.html reads them:
-# 10 memberships with teams (the reviewer teams come from these rows), 11 count of renders to review
-# 12 profile, 13 the first membership (navigation: active_team, no team picked)
-# 14 gateway alerts (the banner, below the header)
-DETAIL_QUERIES = 14
+# 11 memberships with teams (the reviewer teams come from these rows), 12 count of renders to review
+# 13 profile, 14 the first membership (navigation: active_team, no team picked)
+# 15 gateway alerts (the banner, below the header)
+DETAIL_QUERIES = 15
 
 
 @pytest.mark.parametrize("n", [1, 6])

@@ -26,6 +26,7 @@ from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render, State
 from studio.money import ledger
 from studio.views.operator import panel_context
+from studio.views.shares import share_links_context
 
 QUEUE_SIZE = 100
 
@@ -73,6 +74,7 @@ def _detail_context(request: AuthenticatedHtmxRequest, item: Render) -> dict:
         "clip_seconds": _clip_seconds(item),
         "ledger": list(item.ledger.all()),  # what holding, settling or releasing this render cost
         **(panel_context(item) if request.user.is_staff else {}),
+        **(share_links_context(request, item) if access.can_share(request.user, item) else {}),
     }
 
 

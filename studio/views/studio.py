@@ -293,7 +293,12 @@ def card(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespons
 @require_safe
 def video(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse | StreamingHttpResponse:
     """The finished clip, with Range support so the player can seek (streamed, or a pre-signed link to the store)."""
-    item = access.get_render_for_user(request.user, render_id)
+    return serve_clip(request, access.get_render_for_user(request.user, render_id))
+
+
+def serve_clip(request: HttpRequest, item: Render) -> HttpResponse | StreamingHttpResponse:
+    """A render's clip file for a caller that has already decided who may see it: the `video` view above, and a
+    live share link (views/shares.py). One function, so that how clips are served is decided in one place."""
     if not item.video:
         return HttpResponse("This render has no clip yet.", status=404, content_type="text/plain")
     download = request.GET.get("download") == "1"
