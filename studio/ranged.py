@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from django.http import (
     FileResponse,
@@ -31,6 +31,9 @@ from django.http import (
 from django.utils.http import content_disposition_header, http_date, parse_etags, parse_http_date_safe
 
 from studio import storage
+
+if TYPE_CHECKING:
+    from studio.models import Render
 
 CHUNK_SIZE = 64 * 1024
 # Kept, but revalidated before every use: a member removed from the team loses the file on the next request.
@@ -250,3 +253,18 @@ def stored_file_response(
     response.headers.pop("Content-Disposition", None)
     response.headers["Cache-Control"] = CACHE_CONTROL
     return response
+
+
+def serve_clip(request: HttpRequest, item: Render) -> HttpResponse | StreamingHttpResponse:
+    """A render's clip file for a caller that has already decided who may see it: the `video` view
+    (views/studio.py) and a live share link (views/shares.py). One function, so clips are served one way."""
+    if not item.video:
+        return HttpResponse("This render has no clip yet.", status=404, content_type="text/plain")
+    download = request.GET.get("download") == "1"
+    return stored_file_response(
+        request,
+        item.video.name,
+        "video/mp4",
+        filename=f"studio-{item.model}-{str(item.pk)[:8]}.mp4",
+        as_attachment=download,
+    )

@@ -3,7 +3,7 @@ public page and its video, served without a login while the link is live.
 
 The public URLs carry a signed link id (access.share_token): a forged or unknown one is 404, an expired or revoked
 one (or one whose clip is gone) is 410 with a page that says so, and its video URL stops working with it. The video
-goes through views.studio.serve_clip, the one function that serves clips.
+goes through ranged.serve_clip, the one function that serves clips.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from studio import access
 from studio.actions.shares import do_count_share_view, do_create_share, do_revoke_share
 from studio.htmx import AuthenticatedHtmxRequest
 from studio.models import SHARE_DEFAULT_DAYS, SHARE_LIFETIMES, Render, ShareLink
-from studio.views.studio import serve_clip
+from studio.ranged import serve_clip
 
 
 def _bad_request(text: str) -> HttpResponse:

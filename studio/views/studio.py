@@ -24,7 +24,7 @@ from studio.gallery import group_variants
 from studio.htmx import AuthenticatedHtmxRequest, card_answer, group_answer, render_partials, request_cursor
 from studio.models import Render, Team
 from studio.money import ledger
-from studio.ranged import stored_file_response
+from studio.ranged import serve_clip, stored_file_response
 from studio.views.live import live_parts
 
 PAGE_SIZE = 50
@@ -294,21 +294,6 @@ def card(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespons
 def video(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse | StreamingHttpResponse:
     """The finished clip, with Range support so the player can seek (streamed, or a pre-signed link to the store)."""
     return serve_clip(request, access.get_render_for_user(request.user, render_id))
-
-
-def serve_clip(request: HttpRequest, item: Render) -> HttpResponse | StreamingHttpResponse:
-    """A render's clip file for a caller that has already decided who may see it: the `video` view above, and a
-    live share link (views/shares.py). One function, so that how clips are served is decided in one place."""
-    if not item.video:
-        return HttpResponse("This render has no clip yet.", status=404, content_type="text/plain")
-    download = request.GET.get("download") == "1"
-    return stored_file_response(
-        request,
-        item.video.name,
-        "video/mp4",
-        filename=f"studio-{item.model}-{str(item.pk)[:8]}.mp4",
-        as_attachment=download,
-    )
 
 
 @login_required
