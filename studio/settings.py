@@ -157,7 +157,21 @@ MEDIA_URL = "/media-not-served/"  # clips are served only through access-checked
 SECRET_KEY = os.environ.get("SECRET_KEY") or bootstrap.read_secret_key(DATA_DIR)
 DEBUG = envbool("DEBUG")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+
+
+def envorigins(name: str) -> list[str]:
+    """Read a comma-separated list of origins, each with its scheme (https://studio.example.com)."""
+    origins = envlist(name)
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise _unparsable(
+                name, os.environ[name], "origins with their scheme, e.g. https://studio.example.com"
+            )
+    return origins
+
+
+CSRF_TRUSTED_ORIGINS = envorigins("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -386,6 +400,33 @@ if STUDIO_S3["bucket"]:
     # Clips and posters are redirects to pre-signed links on the object store: the player and <img> follow them.
     SECURE_CSP["img-src"].append(STUDIO_S3_ORIGIN)
     SECURE_CSP["media-src"].append(STUDIO_S3_ORIGIN)
+# HTTPS by configuration: behind a TLS-terminating proxy (README "Deploying"), STUDIO_HTTPS=1 turns on HSTS, the
+# redirect to https, secure cookies and trust in the proxy's X-Forwarded-Proto. The proxy must set that header
+# itself (overwriting any a client sent), or a client could claim https over plain http.
+STUDIO_HTTPS = envbool("STUDIO_HTTPS")
+# Trust X-Forwarded-For/-Proto from a proxy in front (studio/netaddr.py picks the client's address with it).
+STUDIO_BEHIND_PROXY = envbool("STUDIO_BEHIND_PROXY", default=STUDIO_HTTPS)
+# How many proxies in front append to X-Forwarded-For (nginx or Caddy alone: 1).
+STUDIO_PROXY_COUNT = envint("STUDIO_PROXY_COUNT", 1)
+if STUDIO_PROXY_COUNT < 1:
+    raise _unparsable("STUDIO_PROXY_COUNT", os.environ["STUDIO_PROXY_COUNT"], "a whole number of at least 1")
+_hsts_seconds = envint("STUDIO_HSTS_SECONDS", 31_536_000)  # a year, as `check --deploy` asks
+_hsts_preload = envbool("STUDIO_HSTS_PRELOAD")  # a preload list entry is hard to undo: opt in
+if STUDIO_BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if STUDIO_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    # A load balancer's probe and a local Prometheus talk to the upstream over plain http.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = _hsts_seconds
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = _hsts_preload
+    if not _hsts_preload:
+        # Asking browsers to preload the domain is a decision for its owner (it binds every subdomain, for
+        # months, and is slow to undo), taken with STUDIO_HSTS_PRELOAD=1: not a warning to fix by default.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
@@ -471,9 +512,8 @@ STUDIO_LOGIN_ADDRESS_FAILURES = envcount("STUDIO_LOGIN_ADDRESS_FAILURES", 20)  #
 STUDIO_LOGIN_LOCK_SECONDS = envcount("STUDIO_LOGIN_LOCK_SECONDS", 60)
 STUDIO_LOGIN_LOCK_MAX_SECONDS = envcount("STUDIO_LOGIN_LOCK_MAX_SECONDS", 15 * 60)
 STUDIO_LOGIN_FORGET_SECONDS = envcount("STUDIO_LOGIN_FORGET_SECONDS", 24 * 3600)  # quiet: failures forgotten
-# The client address comes from X-Forwarded-For (its right-most entry, the one our proxy added) only behind a
-# proxy: otherwise anyone could send the header and pose as any address. Default: on with STUDIO_HTTPS=1.
-STUDIO_BEHIND_PROXY = envbool("STUDIO_BEHIND_PROXY", default=envbool("STUDIO_HTTPS"))
+# The client address comes from X-Forwarded-For only behind a proxy (STUDIO_BEHIND_PROXY, read with STUDIO_HTTPS
+# above; studio/netaddr.py): otherwise anyone could send the header and pose as any address.
 
 # --- Invitations and e-mail ---------------------------------------------------------------------------------
 STUDIO_INVITATION_DAYS = envcount("STUDIO_INVITATION_DAYS", 7)
@@ -485,13 +525,35 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Unset: e-mails (password resets) are printed on the console; else smtp://user:pass@host:587?tls=1, smtps://...
 MAILERS = {"default": envmailer("STUDIO_EMAIL_URL")}  # Django 6.1's mailers (EMAIL_* settings are deprecated)
 
+# --- The production web server (manage.py serve, README "Deploying") -------------------------------------------
+STUDIO_WEB_WORKERS = envint("STUDIO_WEB_WORKERS", 4)
+STUDIO_WEB_THREADS = envint("STUDIO_WEB_THREADS", 8)
+
+# --- Health and metrics (studio/views/health.py, studio/metrics.py) --------------------------------------------
+# /metrics answers requests from loopback, or with "Authorization: Bearer <token>" when this is set; else 404.
+STUDIO_METRICS_TOKEN = os.environ.get("STUDIO_METRICS_TOKEN", "").strip()
+# Where every process of this machine writes its counters (set by studio.bootstrap before Django starts).
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+# --- Logs: plain lines, or one JSON object per line (with the render's id and gateway task id) ---------------
+STUDIO_LOG_FORMAT = envchoice("STUDIO_LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "studio.logging.RedactSecrets"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {
+        "redact": {"()": "studio.logging.RedactSecrets"},
+        "render": {"()": "studio.logging.RenderFields"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "studio.logging.JsonFormatter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": STUDIO_LOG_FORMAT,
+            "filters": ["render", "redact"],
+        },
     },
     "root": {"handlers": ["console"], "level": envchoice("STUDIO_LOG_LEVEL", "INFO", LOG_LEVELS)},
     "loggers": {

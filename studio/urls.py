@@ -6,6 +6,7 @@ from django.urls import path
 from studio.views import (
     auth,
     gallery,
+    health,
     invitations,
     lineage,
     live,
@@ -48,6 +49,7 @@ urlpatterns = [
     *variants.urlpatterns,
     *prompts.urlpatterns,
     *live.urlpatterns,
+    *health.urlpatterns,
 ]
 
 handler403 = "studio.views.errors.permission_denied"

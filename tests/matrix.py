@@ -154,6 +154,8 @@ SKIPPED_NAMES = {
     "share",
     "share_video",
 }
+# for machines, no login by design: a load balancer's probe and Prometheus (tests/test_health.py)
+SKIPPED_NAMES |= {"healthz", "metrics"}
 SHARED_PROMPT = "SHARED-CLIP a lighthouse at dusk"
 PRIVATE_PROMPT = "PRIVATE-CLIP a secret storyboard"
 

@@ -27,6 +27,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 from django.conf import settings
 
+from studio import metrics
 from studio.catalog import MODELS, Protocol
 from studio.gateway.types import (
     BadRequest,
@@ -475,6 +476,7 @@ class GatewayClient:
             transport=transport,
             follow_redirects=False,
             limits=httpx.Limits(max_connections=max(100, threads), max_keepalive_connections=threads),
+            event_hooks={"response": [metrics.gateway_response]},
         )
         # Result downloads get their own client with no credentials at all.
         self.files = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
@@ -656,6 +658,7 @@ class GatewayClient:
                                 f"The result is not an MP4 video (it is {content_type or 'unknown'})."
                             )
                     out.write(chunk)
+                    metrics.download_bytes(len(chunk))
                     if on_bytes is not None:
                         on_bytes(size)
                     if deadline is not None and time.monotonic() >= deadline and size != expected:

@@ -27,7 +27,7 @@ from django.db import DatabaseError
 from django.db.models import F, Q
 from django.utils import timezone
 
-from studio import queue, storage
+from studio import metrics, queue, storage
 from studio.gateway.client import Fetched, GatewayClient
 from studio.gateway.types import DownloadError, GatewayError, TaskState
 from studio.lifecycle import transitions
@@ -147,7 +147,7 @@ def download_step(render_id, client: GatewayClient | None = None) -> str:
     with _folder_lock(folder) as locked:
         if not locked:
             return "skipped"  # another attempt is writing this clip right now; it carries on
-        return _attempt(render_id, folder, client)
+        return metrics.download_finished(_attempt(render_id, folder, client))
 
 
 def _attempt(render_id, folder: Path, client: GatewayClient | None) -> str:

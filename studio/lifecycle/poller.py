@@ -35,7 +35,7 @@ from django.db import connections
 from django.db.models import Case, F, Field, Q, Value, When
 from django.utils import timezone
 
-from studio import cadence, queue
+from studio import cadence, metrics, queue
 from studio.gateway.client import GatewayClient
 from studio.gateway.types import CredentialsRejected, GatewayError, NotFound, RateLimited, TaskState
 from studio.lifecycle import cancel, poll, transitions
@@ -283,6 +283,7 @@ class Poller:
                 future = self.pool.submit(_poll_only, self.client, entry.model, entry.task_id)
                 self.running[future] = entry.pk
             self.counts["polls"] += 1
+            metrics.poll_sent(now - entry.due)
 
     def collect(self, timeout: float) -> None:
         """Apply the answers that arrived (waiting up to `timeout` for the first)."""
