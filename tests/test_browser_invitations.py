@@ -12,16 +12,9 @@ from playwright.sync_api import expect
 from studio import access
 from studio.actions.teams import do_create_invitation
 from studio.models import Invitation, Membership, Role
+from tests.fixtures import browser_log_in as log_in
 
 pytestmark = pytest.mark.browser
-
-
-def log_in(page, live_server, user) -> None:
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "pw-" + user.username)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#id_prompt")
 
 
 def test_an_admin_invites_and_a_new_person_joins_through_the_link(page, browser, live_server, admin, team):

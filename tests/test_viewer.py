@@ -25,6 +25,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from studio.models import Comment, Render, ReviewState, State
 from tests.conftest import make_clip
+from tests.fixtures import browser_log_in as log_in
 from tests.fixtures import client_for, make_render
 
 # --- clips -----------------------------------------------------------------------------------------------------
@@ -281,14 +282,6 @@ SLOW = 20_000  # ms: what an expectation waits on a busy machine (it passes as s
 SCREENSHOTS = (
     Path(__file__).resolve().parent.parent / "var" / "screenshots"
 )  # looked at by hand; not committed
-
-
-def log_in(page, live_server, user) -> None:
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "pw-" + user.username)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#id_prompt")
 
 
 def current_time(page) -> float:
