@@ -16,8 +16,11 @@ CHAOS_RUNS ?= 50
 CHAOS_JOBS ?= 6
 CHAOS_ARGS ?=
 BENCH_ARGS ?=
+# make run / make serve: the port the web server listens on (HOST: the address, 0.0.0.0 for every interface)
+PORT ?= 8000
+HOST ?= 127.0.0.1
 
-.PHONY: help setup run test test-sqlite test-scaled bench chaos chaos-short lint format clean
+.PHONY: help setup run serve test test-sqlite test-scaled bench chaos chaos-short lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,11 +34,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create the virtualenv and install the studio with its test tools
 
-run: setup ## Migrate, create the demo login, start web server + worker + emulator (Ctrl-C stops all)
+run: setup ## Migrate, demo login, dev web server + worker + emulator (PORT=N; Ctrl-C stops all)
 	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py createcachetable -v0
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py ensure_demo
-	$(PY) manage.py devstack
+	$(PY) manage.py devstack --addr $(HOST):$(PORT)
+
+serve: setup ## Production stack here: gunicorn (+ whitenoise), worker cluster, emulator without a key (PORT=N)
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py check --deploy --fail-level CRITICAL  # printed for the operator, not a stop
+	$(PY) manage.py serve --addr $(HOST):$(PORT)
 
 test: test-sqlite test-scaled ## The whole suite: SQLite + ORM broker, then PostgreSQL + Redis
 

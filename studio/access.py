@@ -5,8 +5,9 @@ Every page, fragment, action and video file goes through these helpers:
   it exists;
 - a member who can see it but lacks the role (or is not the author, for author-only actions, or is not staff,
   for the operator actions) gets 403;
-- anonymous users never get here: views are `login_required`, which sends them to the login page; the one
-  exception is a render's init image behind a signed, expiring token, for the gateway to fetch.
+- anonymous users never get here: views are `login_required`, which sends them to the login page; the
+  exceptions are a render's init image behind a signed, expiring token, for the gateway to fetch, and a share
+  link (a signed ShareLink id whose row says it is live: `get_share_for_token`).
 Access is computed from the Membership rows on every request, so removing a member takes effect at once.
 Whose money a user may see (spend, the ledger, budgets, reconciliation) is a `MoneyScope`, from
 `money_scope_for_user`.
@@ -20,6 +21,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core import signing
 from django.core.exceptions import PermissionDenied
@@ -30,12 +32,15 @@ from django.urls import reverse
 from studio.models import (
     ROLE_RANK,
     GatewayAlert,
+    Invitation,
     LedgerEntry,
     Membership,
     Profile,
     Render,
     ReviewState,
     Role,
+    SavedPrompt,
+    ShareLink,
     State,
     Team,
 )
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 INIT_IMAGE_SALT = "studio.init-image"
+INVITATION_SALT = "studio.invitation"
 INIT_IMAGE_LINK_LIFETIME = timedelta(hours=24)
 
 
@@ -53,6 +59,7 @@ class Need(StrEnum):
     REVIEW = "review"  # approve / request changes / reject: a reviewer or admin of the render's team
     OWN = "own"  # cancel, make private: its author only
     OPERATE = "operate"  # the operator actions (attach, not sent, recheck): site staff who can see it
+    SHARE = "share"  # share links outside the team: its author, or an admin of its team
 
 
 def membership(user, team_id) -> Membership | None:
@@ -78,7 +85,91 @@ def get_render_for_user(user, render_id, need: Need = Need.VIEW) -> Render:
         raise PermissionDenied("Only the team's reviewers can review this render.")
     if need == Need.OPERATE and not user.is_staff:
         raise PermissionDenied("Only the studio's operators can do that.")
+    if need == Need.SHARE and not can_share(user, render):
+        raise PermissionDenied("Only its author or an admin of its team can share it outside the team.")
     return render
+
+
+def can_share(user, render: Render) -> bool:
+    """Whether the user may make and revoke share links of this render: its author, or an admin of its team."""
+    if render.user_id == user.pk:
+        return True
+    member = membership(user, render.team_id)
+    return member is not None and member.allows(Role.ADMIN)
+
+
+SHARE_SALT = "studio.share-link"
+
+
+class ShareGone(Exception):
+    """A share link that was real but no longer works (expired or revoked): the page says so (410)."""
+
+    def __init__(self, link: ShareLink) -> None:
+        super().__init__("This share link no longer works.")
+        self.link = link
+
+
+def share_token(link: ShareLink) -> str:
+    """What a share link's URL carries: its id, signed, so that no one can guess or forge another."""
+    return signing.Signer(salt=SHARE_SALT).sign(link.pk.hex)
+
+
+def get_share_for_token(token: str) -> ShareLink:
+    """The live share link a token names, with its render; Http404 for a forged or unknown token, ShareGone
+    for an expired or revoked link, or one whose clip is gone (it is not playable any more)."""
+    try:
+        link_id = uuid.UUID(hex=signing.Signer(salt=SHARE_SALT).unsign(token))
+    except (signing.BadSignature, ValueError) as error:
+        raise Http404("No such link.") from error
+    link = ShareLink.objects.select_related("render").filter(pk=link_id).first()
+    if link is None:
+        raise Http404("No such link.")
+    if not link.is_live or not link.render.playable:
+        raise ShareGone(link)
+    return link
+
+
+def get_share_for_user(user, render_id, share_id) -> ShareLink:
+    """One of a render's share links, for someone who may share the render (else 404/403 as the render says)."""
+    render = get_render_for_user(user, render_id, Need.SHARE)
+    link = ShareLink.objects.filter(pk=share_id, render=render).first()
+    if link is None:
+        raise Http404("No such link.")
+    link.render = render
+    return link
+
+
+def get_variants_for_user(user, render_id) -> list[Render]:
+    """The render (404 unless the user may see it) and the other takes of its "Render ×N" group that the user may
+    see, first to last: the contact sheet. A render on its own is a sheet of one."""
+    render = get_render_for_user(user, render_id)
+    if render.variant_group is None:
+        return [render]
+    return list(
+        Render.objects.for_user(user)
+        .filter(variant_group=render.variant_group, user=render.user_id)
+        .select_related("user", "team")
+        .order_by("variant_index")
+    )
+
+
+def saved_prompts_for_user(user) -> QuerySet[SavedPrompt]:
+    """Saved prompts the user may start from: their own, and those shared with a team they are in now."""
+    return SavedPrompt.objects.for_user(user).select_related("user", "team")
+
+
+def get_saved_prompt_for_user(user, prompt_id) -> SavedPrompt:
+    """One of the user's own saved prompts, to change or delete; anyone else's is 404, shared or not."""
+    prompt = SavedPrompt.objects.filter(pk=prompt_id, user=user).first() if user.is_authenticated else None
+    if prompt is None:
+        raise Http404("No such saved prompt.")
+    return prompt
+
+
+def team_to_share_with(user, team_id) -> Team | None:
+    """A team the user belongs to, to share a saved prompt with; None when they are not in it (or no team)."""
+    member = membership(user, team_id)
+    return member.team if member is not None else None
 
 
 def get_alert_for_operator(user, alert_id) -> GatewayAlert:
@@ -93,10 +184,12 @@ def get_alert_for_operator(user, alert_id) -> GatewayAlert:
 
 def reviewable(render: Render, user_id, reviewer_teams: set) -> bool:
     """The review rule: a reviewer or admin of the render's team (`reviewer_teams`, from reviewer_team_ids)
-    reviews its shared renders. Nobody reviews their own clip (a second pair of eyes is the point of review, and
-    the queue lists only others'), and private renders are never reviewed."""
+    reviews its shared, finished clips. Nobody reviews their own clip (a second pair of eyes is the point of
+    review, and the queue lists only others'), private renders are never reviewed, and neither is a render that
+    did not finish (failed, cancelled, still rendering): there is no clip to judge."""
     return (
-        render.team_id is not None
+        render.state == State.COMPLETED
+        and render.team_id is not None
         and render.team_id in reviewer_teams
         and not render.private
         and render.user_id != user_id
@@ -138,6 +231,41 @@ def get_render_for_init_image_token(token: str) -> Render:
     if render is None:
         raise Http404("No such image.")
     return render
+
+
+def invitation_token(invitation: Invitation) -> str:
+    """The signed token of an invitation's link. It only names the invitation: whether it can still be used
+    (expiry, use, revocation) is the row's to say, so revoking works and nothing is decided by the link."""
+    return signing.Signer(salt=INVITATION_SALT).sign(invitation.pk.hex)
+
+
+def invitation_path(invitation: Invitation) -> str:
+    """The studio path of an invitation's link."""
+    return reverse("invitation", args=[invitation_token(invitation)])
+
+
+def invitation_url(invitation: Invitation, request=None) -> str:
+    """The whole link to send: under STUDIO_BASE_URL when set, else the address this request came to, else
+    (the command line) http://127.0.0.1:8000, where `make run` serves."""
+    path = invitation_path(invitation)
+    if settings.STUDIO_BASE_URL:
+        return settings.STUDIO_BASE_URL + path
+    if request is not None:
+        return request.build_absolute_uri(path)
+    return "http://127.0.0.1:8000" + path
+
+
+def get_invitation_for_token(token: str) -> Invitation:
+    """The invitation a signed token names, in whatever state (its page says why it cannot be used); a
+    tampered or unknown token is 404, saying nothing more."""
+    try:
+        invitation_id = uuid.UUID(signing.Signer(salt=INVITATION_SALT).unsign(token))
+    except (signing.BadSignature, ValueError) as error:
+        raise Http404("This invitation link is not valid.") from error
+    invitation = Invitation.objects.select_related("team").filter(pk=invitation_id).first()
+    if invitation is None:
+        raise Http404("This invitation link is not valid.")
+    return invitation
 
 
 def get_team_for_user(user, team_id, role: str = Role.MEMBER) -> tuple[Team, Membership]:

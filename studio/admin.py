@@ -8,8 +8,10 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
+from studio import access
+from studio.actions.teams import do_revoke_invitation
 from studio.lifecycle import operator
-from studio.models import GatewayAlert, Lease, Render
+from studio.models import GatewayAlert, Invitation, Lease, Render
 
 
 class AttachForm(forms.Form):
@@ -103,3 +105,33 @@ class GatewayAlertAdmin(admin.ModelAdmin):
 @admin.register(Lease)
 class LeaseAdmin(admin.ModelAdmin):
     list_display = ("name", "holder", "expires_at")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations are made on the team page or with `manage.py team invite` (which show the link); here they are
+    looked up and revoked. Every field is read-only: a used invitation is a record of who joined."""
+
+    list_display = ("team", "role", "username", "email", "status", "created_by", "created_at", "expires_at")
+    list_filter = ("role", "team")
+    search_fields = ("username", "email", "team__name", "team__slug")
+    date_hierarchy = "created_at"
+    readonly_fields = ("link",)
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["link", *(f.name for f in self.model._meta.fields)]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="link (path)")
+    def link(self, obj: Invitation) -> str:
+        return access.invitation_path(obj)
+
+    @admin.action(description="Revoke (their links stop working)")
+    def revoke(self, request, queryset) -> None:
+        revoked = sum(do_revoke_invitation(invitation) for invitation in queryset)
+        self.message_user(
+            request, f"{revoked} invitation(s) revoked; the others were already used or revoked."
+        )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 KEY_FILE = "secret_key"
+METRICS_DIR = "metrics"
 
 
 def data_dir() -> Path:
@@ -32,14 +33,24 @@ def read_secret_key(data: Path) -> str:
 
 
 def prepare_data_dir() -> Path:
-    """Create the data directory, its static-files folder and (without SECRET_KEY set) a key; return the dir."""
+    """Create the data directory, its static-files and metrics folders and (without SECRET_KEY set) a key."""
     data = data_dir()
     data.mkdir(parents=True, exist_ok=True)
     # whitenoise warns about a missing STATIC_ROOT until collectstatic has run.
     (data / "staticfiles").mkdir(exist_ok=True)
+    use_metrics_dir(data)
     if not os.environ.get("SECRET_KEY"):
         _create_secret_key(data / KEY_FILE)
     return data
+
+
+def use_metrics_dir(data: Path) -> Path:
+    """Make the directory where every process of this machine counts its metrics (studio/metrics.py), and name it
+    in PROMETHEUS_MULTIPROC_DIR for this process and the ones it starts (unless that is already set), before
+    prometheus_client is imported: it picks its multiprocess mode from the environment at import time."""
+    folder = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data / METRICS_DIR)))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _create_secret_key(path: Path) -> None:

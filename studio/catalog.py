@@ -22,6 +22,12 @@ SORA2_PRO = "sora-2-pro"
 
 MAX_PROMPT_CHARS = 4000
 SEED_MAX = 2**32 - 1  # a model that takes a seed takes 0 to 2^32 - 1
+# Frames per second of the clips: the gateway's pages do not say; the emulator renders 24. The viewer steps one
+# frame of this; "Save this frame" reads the real rate from the file.
+FRAME_RATE = 24
+MAX_VARIANTS = (
+    4  # "Render ×N": at most this many takes of one prompt at once (the studio's limit, not the gateway's)
+)
 
 # Sora 2 Pro: resolution x aspect ratio -> frame size. 1080p 16:9 is 1920x1080 as usual; the page is silent on
 # the others, so portrait swaps the sides and square uses the short side (README "Assumptions").

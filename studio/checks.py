@@ -87,3 +87,57 @@ def check_gateway_settings(app_configs=None, **kwargs) -> list:
             )
         )
     return errors
+
+
+SIGV4_MAX_SECONDS = 7 * 24 * 3600  # the longest a SigV4 pre-signed link may be valid
+
+
+@register()
+def check_media_storage(app_configs=None, **kwargs) -> list:
+    """An object store is chosen whole (bucket, and both keys or none), and its links live a sensible time."""
+    errors: list[CheckMessage] = []
+    s3 = getattr(settings, "STUDIO_S3", None) or {}
+    if not s3.get("bucket"):
+        if s3.get("named"):
+            errors.append(
+                Error(
+                    f"{', '.join(s3['named'])} set without STUDIO_S3_BUCKET: clips would go to the local disk "
+                    "while you meant an object store.",
+                    hint="Set STUDIO_S3_BUCKET, or unset the other STUDIO_S3_ variables.",
+                    id="studio.E030",
+                )
+            )
+    else:
+        if bool(s3.get("access_key")) != bool(s3.get("secret_key")):
+            errors.append(
+                Error(
+                    "Only half of the object store's key pair is set.",
+                    hint="Set both STUDIO_S3_ACCESS_KEY_ID and STUDIO_S3_SECRET_ACCESS_KEY (or both AWS_ names).",
+                    id="studio.E031",
+                )
+            )
+        elif not s3.get("access_key"):
+            errors.append(
+                Warning(
+                    "STUDIO_S3_BUCKET is set without keys: boto3 must find credentials itself (a profile or an "
+                    "instance role), or every clip fails to store.",
+                    id="studio.W030",
+                )
+            )
+        endpoint = urlsplit(s3.get("endpoint_url") or "https://s3.amazonaws.com")
+        if endpoint.scheme == "http" and endpoint.hostname not in LOOPBACK:
+            errors.append(
+                Warning(
+                    f"STUDIO_S3_ENDPOINT_URL uses http to {endpoint.hostname}: clips and signed links travel in clear.",
+                    id="studio.W031",
+                )
+            )
+    seconds = settings.STUDIO_MEDIA_URL_SECONDS
+    if not 1 <= seconds <= SIGV4_MAX_SECONDS:
+        errors.append(
+            Error(
+                f"STUDIO_MEDIA_URL_SECONDS ({seconds}) must be between 1 and {SIGV4_MAX_SECONDS} (7 days).",
+                id="studio.E032",
+            )
+        )
+    return errors

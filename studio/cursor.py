@@ -4,7 +4,11 @@ The page adds a card to its list only where the server says so, so every card ar
 which cards the page already shows. A page shows the cards it was drawn with and every card an answer added since.
 Its cursor, kept in the poller's hidden inputs and sent with every request that may add a card, says:
 
-- `since`: changes from then on have not reached the page yet (the next poll asks for them);
+- `since`: changes from then on have not reached the page yet (the next poll asks for them). A row's `updated_at`
+  is stamped before its UPDATE commits, so a poll can run between the two and miss the change: each poll therefore
+  reads again the changes of the last COMMIT_MARGIN before its own time, and `sent` (each card's id and the
+  `updated_at` it was sent with, for cards sent within that margin) keeps it from sending the same change twice
+  (a card sent again would restart a clip someone is watching);
 - `floor` and `shown`: a card created at or after `floor` is on the page exactly when its id is in `shown`; older
   cards are on the page already. `floor` trails the clock by LAG, so that a card whose row was committed a moment
   after a poll looked (created, by its timestamp, before that poll) is still recognised as new when it next changes;
@@ -27,6 +31,7 @@ from studio.models import Render
 
 LAG = timedelta(seconds=60)  # longer than a render's row can take to commit and change again
 MAX_SHOWN = 50  # at most this many ids ride along; past it, `floor` rises instead
+COMMIT_MARGIN = timedelta(seconds=3)  # longer than a render's UPDATE takes to commit after its stamp
 _TICK = timedelta(microseconds=1)
 
 
@@ -47,13 +52,17 @@ class Cursor:
     floor: datetime
     shown: frozenset[uuid.UUID] = frozenset()
     oldest: datetime | None = None
+    sent: frozenset[tuple[uuid.UUID, datetime]] = frozenset()
 
     @classmethod
     def for_page(cls, now: datetime, renders: list[Render], full: bool) -> Cursor:
         """The cursor of a page drawn at `now` (read before `renders` were) with these cards."""
         oldest = renders[-1].created_at if full and renders else None
         created = {item.pk: item.created_at for item in renders}
-        return cls(since=now, floor=now - LAG, oldest=oldest).keeping(created)
+        sent = frozenset(
+            (item.pk, item.updated_at) for item in renders if item.updated_at >= now - COMMIT_MARGIN
+        )
+        return cls(since=now, floor=now - LAG, oldest=oldest, sent=sent).keeping(created)
 
     @classmethod
     def from_query(cls, query: QueryDict) -> Cursor | None:
@@ -66,7 +75,9 @@ class Cursor:
             return None
         floor = parse_time(query.get("floor", "")) or since
         shown = frozenset(_uuids(query.getlist("shown")[: MAX_SHOWN * 2]))
-        return cls(since=since, floor=floor, shown=shown, oldest=parse_time(query.get("oldest", "")))
+        sent = frozenset(_stamps(query.getlist("sent")[: MAX_SHOWN * 2]))
+        oldest = parse_time(query.get("oldest", ""))
+        return cls(since=since, floor=floor, shown=shown, oldest=oldest, sent=sent)
 
     @classmethod
     def fresh(cls, now: datetime) -> Cursor:
@@ -95,6 +106,7 @@ class Cursor:
         pairs = [("since", self.since.isoformat()), ("floor", self.floor.isoformat())]
         if self.oldest is not None:
             pairs.append(("oldest", self.oldest.isoformat()))
+        pairs += [("sent", f"{pk}@{at.isoformat()}") for pk, at in sorted(self.sent, key=str)]
         return pairs + [("shown", str(pk)) for pk in sorted(self.shown, key=str)]
 
 
@@ -103,17 +115,36 @@ def catch_up(
 ) -> tuple[list[Render], list[Render], Cursor]:
     """What a poll answer carries: the cards new to the page and the cards changed on it (newest first, at most
     `limit` in all), and the cursor after it. `renders` are the cards the page may show, read after `now`."""
-    changed = renders.filter(updated_at__gte=cursor.since)
+    changed = renders.filter(updated_at__gte=cursor.since - COMMIT_MARGIN)
     if cursor.oldest is not None:
         changed = changed.filter(created_at__gte=cursor.oldest)
-    cards = list(changed[:limit])
+    cards = [
+        item for item in changed[: limit + len(cursor.sent)] if (item.pk, item.updated_at) not in cursor.sent
+    ]
+    cards = cards[:limit]
     new = [item for item in cards if cursor.is_new(item)]
     # Every changed card is on the page once this answer is; with the ids it showed, they are what it may show recently.
     created = {item.pk: item.created_at for item in cards}
     if others := cursor.shown - created.keys():
         created.update(renders.filter(pk__in=others).values_list("pk", "created_at"))
-    later = replace(cursor, since=now, floor=max(cursor.floor, now - LAG)).keeping(created)
+    window = now - COMMIT_MARGIN  # what the next poll reads again: the cards sent since then ride along
+    sent = {(pk, at) for pk, at in cursor.sent if at >= window}
+    sent.update((item.pk, item.updated_at) for item in cards if item.updated_at >= window)
+    later = replace(cursor, since=now, floor=max(cursor.floor, now - LAG), sent=frozenset(sent)).keeping(
+        created
+    )
     return new, [item for item in cards if not cursor.is_new(item)], later
+
+
+def _stamps(values: Iterable[str]) -> Iterable[tuple[uuid.UUID, datetime]]:
+    for value in values:
+        pk, _, at = value.partition("@")
+        moment = parse_time(at)
+        try:
+            if moment is not None:
+                yield uuid.UUID(pk), moment
+        except ValueError:
+            continue
 
 
 def _uuids(values: Iterable[str]) -> Iterable[uuid.UUID]:

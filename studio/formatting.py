@@ -1,10 +1,12 @@
-"""Durations and moments in a clip as people read them: the one home of these formats.
+"""Durations, moments in a clip and stored errors as people read them: the one home of these formats.
 
 Pure (no Django, no database). The template filters (`studio_tags`) and the lifecycle's messages call these;
 static/studio/app.js mirrors `duration` and `clip_time` for the clocks that tick in the browser.
 """
 
 from __future__ import annotations
+
+import re
 
 
 def duration(seconds: float, *, hours: bool = True) -> str:
@@ -36,3 +38,13 @@ def clip_time(seconds: float) -> str:
     tenths = int(float(seconds) * 10)
     minutes, tenths = divmod(tenths, 600)
     return f"{minutes}:{tenths // 10:02d}.{tenths % 10}"
+
+
+# "(RemoteProtocolError)", "(ConnectTimeout)": the class name of an exception, which older rows stored in their
+# error. People read what happened and what happens next, never the internals' names.
+_EXCEPTION_NAME = re.compile(r"\s*\((?:[A-Z][a-z]+)+(?:Error|Timeout|Exception|Protocol|Redirects)\)")
+
+
+def without_exception_names(text: str) -> str:
+    """`text` with any parenthesised exception class name taken out."""
+    return _EXCEPTION_NAME.sub("", text)

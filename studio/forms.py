@@ -11,12 +11,15 @@ from pathlib import PurePosixPath
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from studio import pricing
+from studio import access, pricing
 from studio.actions.renders import RenderOrder
 from studio.catalog import (
     MAX_PROMPT_CHARS,
+    MAX_VARIANTS,
     MODEL_CHOICES,
     MODELS,
     SEED_MAX,
@@ -26,7 +29,7 @@ from studio.catalog import (
     get_model,
 )
 from studio.media import MediaError, sniff_image
-from studio.models import Budget, Membership, Render, ReviewState, Role, Team
+from studio.models import Budget, Invitation, Membership, Render, ReviewState, Role, Team
 from studio.money import ledger
 from studio.text import FORMAT, control_characters
 
@@ -71,6 +74,17 @@ class RenderForm(forms.Form):
     private = forms.BooleanField(required=False, label="Keep private (only you see it, even in your team)")
     # The Sora 2 draft this render promotes; checked against what the user may see (clean_parent).
     parent = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    # "Render ×N": how many takes of this prompt to render at once, as one group (blank: one).
+    variants = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_VARIANTS,
+        error_messages={
+            "invalid": f"Render 1 to {MAX_VARIANTS} variants at once.",
+            "min_value": f"Render 1 to {MAX_VARIANTS} variants at once.",
+            "max_value": f"Render 1 to {MAX_VARIANTS} variants at once.",
+        },
+    )
 
     # Which fields belong to which model; the page shows and enables only the chosen model's fields.
     MODEL_FIELDS = {
@@ -185,6 +199,13 @@ class RenderForm(forms.Form):
         self._check_choice(data, "style_preset", spec.style_presets, None, spec.label)
         if not spec.supports_seed:
             data["seed"] = None
+        count, seed = data.get("variants") or 1, data.get("seed")
+        if seed is not None and seed + count - 1 > SEED_MAX:
+            # Variants count their seeds up from this one: the last must still be a seed.
+            self.add_error(
+                "seed",
+                f"With ×{count} the seeds run up from this one: choose at most {SEED_MAX - count + 1}.",
+            )
         return data
 
     def _check_choice(self, data: dict, name: str, allowed, default, label: str) -> None:
@@ -214,6 +235,7 @@ class RenderForm(forms.Form):
             private=bool(data.get("private")),
             parent=data.get("parent"),
             client_token=data.get("client_token"),
+            variants=data.get("variants") or 1,
         )
 
     def estimate(self) -> pricing.Estimate | None:
@@ -371,6 +393,29 @@ class CommentForm(forms.Form):
         return at
 
 
+class FrameForm(forms.Form):
+    """The moment of a clip whose frame "Save this frame" asks for: within the clip, in seconds."""
+
+    t = forms.FloatField(
+        min_value=0,
+        error_messages={
+            "required": "Say which moment: t, in seconds from the start.",
+            "invalid": "t must be a number of seconds.",
+            "min_value": "t cannot be before the start of the clip.",
+        },
+    )
+
+    def __init__(self, *args, clip_seconds: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.clip_seconds = clip_seconds
+
+    def clean_t(self) -> float:
+        t = self.cleaned_data["t"]
+        if t >= self.clip_seconds:
+            raise forms.ValidationError(f"t is past the end of the clip ({self.clip_seconds:g} s).")
+        return t
+
+
 # --- teams --------------------------------------------------------------------------------------------------------
 
 
@@ -410,6 +455,46 @@ class MemberForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class InvitationForm(forms.Form):
+    """An invitation: the role it gives, and optionally who it is for (then only they can use the link)."""
+
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+    username = forms.CharField(
+        max_length=150, required=False, strip=True, validators=[UnicodeUsernameValidator()]
+    )
+    email = forms.EmailField(required=False)
+
+    def __init__(self, *args, team: Team, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.team = team
+
+    def clean_username(self) -> str:
+        name = self.cleaned_data["username"]
+        if name and Membership.objects.filter(team=self.team, user__username__iexact=name).exists():
+            raise forms.ValidationError(f"{name} is already in this team.")
+        return name
+
+
+class JoinForm(UserCreationForm):
+    """A new account from an invitation: a username (the invitation's, if it names one), an e-mail address for
+    password resets (the invitation's, if it names one), and a password Django's validators accept."""
+
+    email = forms.EmailField(required=False, help_text="Optional: lets you reset a forgotten password.")
+
+    class Meta(UserCreationForm.Meta):
+        fields = ("username", "email")
+
+    def __init__(self, *args, invitation: Invitation, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.invitation = invitation
+        if invitation.username:  # shown, not editable: the invitation is for this name
+            self.fields["username"].initial = invitation.username
+            self.fields["username"].disabled = True
+        if invitation.email:
+            self.fields["email"].initial = invitation.email
+            self.fields["email"].disabled = True
 
 
 # --- money: budgets and the rate card -------------------------------------------------------------------------
@@ -468,3 +553,34 @@ class RateForm(forms.Form):
         decimal_places=6,
         error_messages={"min_value": "A rate must be more than $0 per second."},
     )
+
+
+# --- prompt memory --------------------------------------------------------------------------------------------
+
+
+class SavePromptForm(forms.Form):
+    """The name and the sharing of a saved prompt; its prompt, model and parameters come from the render form."""
+
+    name = forms.CharField(
+        max_length=80, strip=True, error_messages={"required": "Name the prompt to save it."}
+    )
+    share = forms.UUIDField(required=False)
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_name(self) -> str:
+        name = " ".join(self.cleaned_data["name"].split())
+        if control_characters(name, also=FORMAT):
+            raise forms.ValidationError("A name uses letters, digits, spaces and punctuation only.")
+        return name
+
+    def clean_share(self) -> Team | None:
+        team_id = self.cleaned_data.get("share")
+        if team_id is None:
+            return None
+        team = access.team_to_share_with(self.user, team_id)
+        if team is None:
+            raise forms.ValidationError("You can share a prompt only with a team you are in.")
+        return team

@@ -237,3 +237,78 @@ def mark_reviewable(renders: list[Render], reviewer_team_ids: set, user_id=None)
     """Set `reviewable` on each render by the review rule, from the user's reviewer teams (one query a page)."""
     for item in renders:
         item.reviewable = access.reviewable(item, user_id, reviewer_team_ids)
+
+
+# --- the viewer's previous and next clip ------------------------------------------------------------------------
+
+
+def sort_value(render: Render, sort: str):
+    """The value a gallery sort orders `render` by (gallery_cost is the shown cost, in SQL)."""
+    return render.shown_cost if sort == "cost" else getattr(render, SORTS[sort])
+
+
+def neighbours(
+    renders: QuerySet[Render], key: str, value, pk: uuid.UUID, *, descending: bool
+) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """The ids of the clips just before and just after position (value, pk) in a list ordered by (key, id), both
+    descending or both ascending: two indexed queries, whether or not the clip is still in the list (a clip just
+    reviewed leaves the review queue; its neighbours are where it was)."""
+    after = Q(**{f"{key}__lt" if descending else f"{key}__gt": value}) | Q(
+        **{key: value, "id__lt" if descending else "id__gt": pk}
+    )
+    before = Q(**{f"{key}__gt" if descending else f"{key}__lt": value}) | Q(
+        **{key: value, "id__gt" if descending else "id__lt": pk}
+    )
+    forward = (f"-{key}", "-id") if descending else (key, "id")
+    backward = (key, "id") if descending else (f"-{key}", "-id")
+    ids = renders.prefetch_related(None).values_list("pk", flat=True)
+    previous = ids.filter(before).order_by(*backward).first()
+    following = ids.filter(after).order_by(*forward).first()
+    return previous, following
+
+
+# --- variants: the takes of one "Render ×N" stay together ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantGroup:
+    """The variants of one "Render ×N" that a list shows side by side (see `group_variants`)."""
+
+    renders: list[Render]
+
+    @property
+    def first(self) -> Render:
+        return self.renders[0]
+
+    @property
+    def pk(self) -> uuid.UUID | None:
+        return self.first.variant_group
+
+    @property
+    def count(self) -> int:
+        return self.first.variant_count
+
+    @property
+    def total(self) -> Decimal:
+        """What the takes shown cost together: billed where billed, else estimated."""
+        return sum((item.shown_cost for item in self.renders), Decimal("0"))
+
+
+def group_variants(renders: list[Render]) -> list[Render | VariantGroup]:
+    """A list of renders with the variants of each group gathered into one VariantGroup (first to last), where
+    the first of them stands; other renders keep their place. No query: it reads the rows it is given."""
+    groups: dict[uuid.UUID, list[Render]] = {}
+    items: list[Render | VariantGroup] = []
+    for item in renders:
+        if not item.is_variant:
+            items.append(item)
+            continue
+        key = item.variant_group
+        assert key is not None  # is_variant says so
+        if key not in groups:
+            groups[key] = []
+            items.append(VariantGroup(groups[key]))
+        groups[key].append(item)
+    for members in groups.values():
+        members.sort(key=lambda item: item.variant_index)
+    return items

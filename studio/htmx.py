@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_htmx.middleware import HtmxDetails
 
 from studio.cursor import Cursor
+from studio.gallery import VariantGroup
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -58,4 +59,24 @@ def card_answer(request: HttpRequest, item: Render, *also: tuple[str, dict]) -> 
         ("studio.html#render", {"render": item, "oob_card": None if cursor.is_new(item) else "true"}),
         *also,
         ("studio.html#poll", {"polling": True, "cursor": cursor.adding(item), "oob_poll": True}),
+    )
+
+
+def group_answer(request: HttpRequest, renders: list[Render], *also: tuple[str, dict]) -> HttpResponse:
+    """The cards of a "Render ×N" group, framed as one group, for the top of the studio page's list; then the
+    `also` partials, and the page's poller restarted (knowing every card of the group)."""
+    cursor = request_cursor(request)
+    later = cursor
+    for item in renders:
+        later = later.adding(item)
+    cards: list[tuple[str, dict]]
+    if any(cursor.is_new(item) for item in renders):
+        cards = [("studio.html#variant-group", {"group": VariantGroup(renders)})]
+    else:  # a repeated submit: the page shows the group already, so its cards are refreshed in place
+        cards = [("studio.html#render", {"render": item, "oob_card": "true"}) for item in renders]
+    return render_partials(
+        request,
+        *cards,
+        *also,
+        ("studio.html#poll", {"polling": True, "cursor": later, "oob_poll": True}),
     )

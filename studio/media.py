@@ -175,6 +175,59 @@ def extract_poster(video: Path, out: Path, at_seconds: float = 0.5) -> None:
         tmp.unlink(missing_ok=True)
 
 
+_FPS_RE = re.compile(r"^\s*Stream #\d+:\d+.*?: Video: .*?(\d+(?:\.\d+)?) fps", re.MULTILINE)
+
+
+def _source_input(source: Path | str) -> tuple[str, str]:
+    """ffmpeg's input argument for a local file or an http(s) link (an object store's pre-signed link), and a name
+    for messages (never the link: it carries a signature)."""
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        return source, "the stored clip"
+    return _ffmpeg_input(Path(source)), Path(source).name
+
+
+def frame_rate(source: Path | str) -> float:
+    """The frame rate of the first video stream of ``source``, a file or an http(s) link (as ``ffmpeg -i`` prints
+    it). Raises MediaError."""
+    argument, name = _source_input(source)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", argument]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise MediaTimeout(f"Reading {name} took longer than {FFMPEG_TIMEOUT} s.") from exc
+    stderr = proc.stderr.decode("utf-8", errors="replace")
+    match = _FPS_RE.search(stderr)
+    if not match or float(match.group(1)) <= 0:
+        raise MediaError(f"{name} is not a readable video ({_last_error_line(stderr)}).")
+    return float(match.group(1))
+
+
+def frame_png(video: Path | str, at_seconds: float) -> bytes:
+    """The frame a player shows at ``at_seconds`` (the last one that started at or before it), as PNG bytes.
+
+    ffmpeg's input seek lands on the first frame whose time is at or after the seek point, so the seek point is
+    put just before the start of the frame on screen (frame n starts at n / fps). ``video`` is a file or an http(s)
+    link (ffmpeg reads only the parts it needs from a store that answers Range). Raises MediaError.
+    """
+    argument, name = _source_input(video)
+    fps = frame_rate(video)
+    index = math.floor(at_seconds * fps + 1e-6)
+    seek = max(0.0, (index - 0.1) / fps)
+    cmd = [
+        *(imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"),
+        *("-ss", f"{seek:.6f}", "-i", argument),
+        *("-frames:v", "1", "-an", "-f", "image2pipe", "-c:v", "png", "-"),
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise MediaTimeout(f"Taking a frame of {name} took longer than {FFMPEG_TIMEOUT} s.") from exc
+    if proc.returncode != 0 or not proc.stdout.startswith(b"\x89PNG"):
+        problem = _last_error_line(proc.stderr.decode("utf-8", errors="replace"))
+        raise MediaError(f"Could not take the frame at {at_seconds:.3f} s of {name} ({problem}).")
+    return proc.stdout
+
+
 def decode_check(path: Path, timeout: float = FFMPEG_TIMEOUT) -> None:
     """Decode every frame of every stream of ``path``, stopping at the first decoding error.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from studio import pricing
 from studio.catalog import MODEL_CHOICES, get_model
-from studio.formatting import duration_in_words
+from studio.formatting import duration_in_words, without_exception_names
 
 
 class State(models.TextChoices):
@@ -116,6 +117,11 @@ class Render(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="promotions"
     )  # the Sora 2 draft a Pro render was promoted from
+    # Variants: "Render ×N" records N takes of one prompt as one group (the same id), numbered 1..N of N. A render
+    # on its own has no group (index and count 0).
+    variant_group = models.UUIDField(null=True, blank=True, db_index=True)
+    variant_index = models.PositiveSmallIntegerField(default=0)
+    variant_count = models.PositiveSmallIntegerField(default=0)
     seconds = models.PositiveSmallIntegerField(default=0, db_index=True)  # requested duration, for sorting
     review_state = models.CharField(
         max_length=20, choices=ReviewState.choices, default=ReviewState.NEEDS_REVIEW
@@ -219,6 +225,11 @@ class Render(models.Model):
         return self.state in TERMINAL
 
     @property
+    def is_variant(self) -> bool:
+        """Whether this render is one take of a "Render ×N" group (see `variant_group`)."""
+        return self.variant_group is not None and self.variant_count > 1
+
+    @property
     def is_cancellable(self) -> bool:
         return self.state in {State.PENDING, State.QUEUED, State.RUNNING} and not self.cancel_requested_at
 
@@ -319,6 +330,12 @@ class Render(models.Model):
                 f"{held}"
             )
         return ""
+
+    @property
+    def shown_error(self) -> str:
+        """The stored error as the card and the detail page show it: in words, never an exception's class name
+        (older rows stored one, e.g. "(RemoteProtocolError)")."""
+        return without_exception_names(self.error)
 
     @property
     def elapsed(self) -> timedelta:
@@ -485,6 +502,69 @@ class Profile(models.Model):
         return f"{self.user}: {self.active_team or 'no team'}"
 
 
+class InvitationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Used"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+
+
+class InvitationQuerySet(models.QuerySet["Invitation"]):
+    def open(self) -> InvitationQuerySet:
+        """Invitations that can still be accepted: not used, not revoked, not expired."""
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class Invitation(models.Model):
+    """A team admin's invitation to join a team with a role, opened through a signed link (access.py).
+
+    Single use: accepting and revoking are conditional updates on `accepted_at`/`revoked_at` being empty, so two
+    people opening the same link at once cannot both join. `username`/`email`, when set, say who it is for.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    username = models.CharField(max_length=150, blank=True)
+    email = models.EmailField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )  # None: made on the command line
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["team", "-created_at"], name="invitation_team_recent")]
+
+    # Not a column: the team page's copy of the whole link (views.teams), type checker only.
+    link: str
+
+    def __str__(self) -> str:
+        return f"{self.team} as {self.role} ({self.status})"
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at:
+            return InvitationStatus.ACCEPTED
+        if self.revoked_at:
+            return InvitationStatus.REVOKED
+        if self.expires_at <= timezone.now():
+            return InvitationStatus.EXPIRED
+        return InvitationStatus.PENDING
+
+    @property
+    def meant_for(self) -> str:
+        """Who it names, in words ("" when anyone holding the link may use it)."""
+        return " · ".join(part for part in (self.username, self.email) if part)
+
+
 class Review(models.Model):
     """One review decision; the render keeps the latest, this keeps the history."""
 
@@ -556,6 +636,51 @@ class Tag(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# --- share links (issue 12) -------------------------------------------------------------------------------------
+
+
+SHARE_LIFETIMES = {1: "1 day", 7: "7 days", 30: "30 days"}  # days -> label; the form offers these
+SHARE_DEFAULT_DAYS = 7
+
+
+class ShareLink(models.Model):
+    """A signed, expiring, revocable link that shows one finished clip and its prompt to anyone, without a login.
+
+    The URL carries a signature of this row's id (access.share_token); the row says whether it still works.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    render = models.ForeignKey(Render, on_delete=models.CASCADE, related_name="share_links")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    views = models.PositiveIntegerField(default=0)  # page views; the video's range requests are not counted
+
+    url: str  # not a column: its public URL, which the detail page's share panel sets (views.shares)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["render", "-created_at"], name="share_render_recent")]
+
+    def __str__(self) -> str:
+        return f"share of {self.render_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the link still opens its clip: not revoked, not expired."""
+        return self.revoked_at is None and not self.is_expired
 
 
 # --- money (issue 5) -------------------------------------------------------------------------------------------
@@ -674,3 +799,47 @@ class LedgerEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Ledger entries are append-only: they are never deleted.")
+
+
+# --- prompt memory (issue 12) ----------------------------------------------------------------------------------
+
+
+class SavedPromptQuerySet(models.QuerySet["SavedPrompt"]):
+    def for_user(self, user) -> SavedPromptQuerySet:
+        """Saved prompts this user may start from: their own, and those shared with a team they belong to."""
+        if not user.is_authenticated:
+            return self.none()
+        teams = Membership.objects.filter(user=user).values("team_id")
+        return self.filter(Q(user=user) | Q(team_id__in=teams))
+
+
+class SavedPrompt(models.Model):
+    """A named prompt with its model and parameters, to start a render from: private, or shared with one team."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_prompts")
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="saved_prompts"
+    )  # shared with this team's members; None: only its author sees it
+    name = models.CharField(max_length=80)
+    model = models.CharField(max_length=32, choices=MODEL_CHOICES)
+    prompt = models.TextField()
+    params = models.JSONField(default=dict)  # the model's own parameters, as the render form validated them
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SavedPromptQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="savedprompt_user_recent"),
+            models.Index(fields=["team", "-created_at"], name="savedprompt_team_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user}{f', {self.team}' if self.team_id else ''})"
+
+    @property
+    def fill(self) -> str:
+        """What the studio form is filled with when this prompt is picked (JSON for the page's script)."""
+        return json.dumps({"prompt": self.prompt, "model": self.model, "params": self.params})

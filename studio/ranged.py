@@ -2,7 +2,13 @@
 
 Django's FileResponse always answers 200 with the whole body. ``ranged_file_response`` answers a
 single ``bytes`` range with 206, an unsatisfiable one with 416, and anything else (no Range, a
-malformed one, several ranges, a failed If-Range, a HEAD) with the full representation.
+malformed one, several ranges, a failed If-Range, a HEAD) with the full representation. Every answer
+says ``Cache-Control: private, no-cache`` with an ETag: the browser keeps the bytes but asks again
+before each use, so the access check runs on every request; a matching If-None-Match gets 304.
+
+``stored_file_response`` serves a file by its storage name: streamed from the local disk as above, or
+from an object store by a redirect to a short-lived pre-signed link (the store answers Range itself).
+Callers run the access check first.
 """
 
 from __future__ import annotations
@@ -11,13 +17,29 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotModified,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.utils.http import content_disposition_header, http_date, parse_etags, parse_http_date_safe
+
+from studio import storage
+
+if TYPE_CHECKING:
+    from studio.models import Render
 
 CHUNK_SIZE = 64 * 1024
-CACHE_CONTROL = "private, max-age=3600"
+# Kept, but revalidated before every use: a member removed from the team loses the file on the next request.
+CACHE_CONTROL = "private, no-cache"
+# A redirect to a pre-signed link is never reused: the next play asks the access check for a fresh one.
+REDIRECT_CACHE_CONTROL = "private, no-store"
 
 # bytes=<first>-[<last>] or bytes=-<suffix>; "bytes" is case-insensitive, whitespace is allowed
 # around the list (RFC 9110 §14.1.1, §5.6.1). Anything else is not a range we answer.
@@ -105,6 +127,16 @@ def _if_range_matches(if_range: str, etag: str, last_modified: int) -> bool:
     return date is not None and date == last_modified
 
 
+def _none_match(request: HttpRequest, etag: str) -> bool:
+    """If-None-Match names our ETag (weak comparison, RFC 9110 §13.1.2) or is "*": the client's copy is current."""
+    header = request.headers.get("If-None-Match")
+    if not header or request.method not in ("GET", "HEAD"):
+        return False
+    tags = parse_etags(header)
+    ours = etag.removeprefix("W/")
+    return "*" in tags or any(tag.removeprefix("W/") == ours for tag in tags)
+
+
 def ranged_file_response(
     request: HttpRequest,
     path: Path,
@@ -127,6 +159,14 @@ def ranged_file_response(
         size = stat.st_size
         last_modified = int(stat.st_mtime)
         etag = f'W/"{size:x}-{stat.st_mtime_ns:x}"'
+
+        if _none_match(request, etag):
+            file.close()
+            not_modified = HttpResponseNotModified()
+            not_modified.headers["ETag"] = etag
+            not_modified.headers["Last-Modified"] = http_date(stat.st_mtime)
+            not_modified.headers["Cache-Control"] = CACHE_CONTROL
+            return not_modified
 
         byte_range: tuple[int, int] | Literal["unsatisfiable"] | None = None
         range_header = request.headers.get("Range")
@@ -171,3 +211,60 @@ def ranged_file_response(
     response.headers["Last-Modified"] = http_date(stat.st_mtime)
     response.headers["Cache-Control"] = CACHE_CONTROL
     return response
+
+
+def stored_file_response(
+    request: HttpRequest,
+    name: str | None,
+    content_type: str,
+    *,
+    filename: str | None = None,
+    as_attachment: bool = False,
+    redirect: bool = True,
+) -> HttpResponse | StreamingHttpResponse:
+    """Answer with the stored file `name` (the access check already passed).
+
+    Local disk: streamed with Range, ETag and 304 (`ranged_file_response`). Object store: a 302 to a pre-signed
+    link, valid STUDIO_MEDIA_URL_SECONDS, whose answer the store sends with Range support; or, with
+    `redirect=False` (a small file for a client that may not follow redirects or reach the store), the bytes
+    streamed through without Range.
+    """
+    if not name:
+        raise Http404("No such file.")
+    if storage.is_local():
+        return ranged_file_response(
+            request,
+            Path(storage.storage().path(name)),
+            content_type,
+            filename=filename,
+            as_attachment=as_attachment,
+        )
+    if redirect:
+        response: HttpResponse | StreamingHttpResponse = HttpResponseRedirect(
+            storage.signed_url(name, content_type, filename=filename or "", as_attachment=as_attachment)
+        )
+        response.headers["Cache-Control"] = REDIRECT_CACHE_CONTROL
+        return response
+    try:
+        handle = storage.storage().open(name, "rb")
+    except FileNotFoundError as exc:
+        raise Http404("No such file.") from exc
+    response = FileResponse(handle, content_type=content_type)
+    response.headers.pop("Content-Disposition", None)
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    return response
+
+
+def serve_clip(request: HttpRequest, item: Render) -> HttpResponse | StreamingHttpResponse:
+    """A render's clip file for a caller that has already decided who may see it: the `video` view
+    (views/studio.py) and a live share link (views/shares.py). One function, so clips are served one way."""
+    if not item.video:
+        return HttpResponse("This render has no clip yet.", status=404, content_type="text/plain")
+    download = request.GET.get("download") == "1"
+    return stored_file_response(
+        request,
+        item.video.name,
+        "video/mp4",
+        filename=f"studio-{item.model}-{str(item.pk)[:8]}.mp4",
+        as_attachment=download,
+    )

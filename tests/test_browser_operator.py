@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 
 from studio.catalog import MODELS, SORA2, SORA2_PRO
 from studio.models import GatewayAlert, GatewayCapability, Membership, Render, Role, State, Team
+from tests.fixtures import browser_log_in as log_in
 from tests.test_operator_pages import make_render, stalled, unknown
 
 pytestmark = pytest.mark.browser
@@ -25,14 +26,6 @@ def shots(tmp_path) -> Path:
     folder = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def log_in(page, live_server, user) -> None:
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "pw-" + user.username)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#id_prompt")
 
 
 def test_each_card_says_what_became_of_its_render(page, live_server, owner, shots):

@@ -106,6 +106,35 @@ def test_catch_up_adds_new_cards_replaces_shown_ones_and_forgets_ids_below_the_f
     assert later.shown == frozenset({shown.pk, new.pk})  # `old` is below the floor now: on the page for good
 
 
+@pytest.mark.django_db
+def test_a_change_stamped_before_a_poll_but_committed_after_it_reaches_the_next_poll(owner):
+    """`updated_at` is stamped before the UPDATE commits: a poll running between the two must not lose the change."""
+    now = timezone.now()
+    shown = make_render(owner, created_at=now - timedelta(seconds=30), updated_at=now - timedelta(seconds=30))
+    cursor = Cursor(since=now - timedelta(seconds=10), floor=now - LAG, shown=frozenset({shown.pk}))
+    _, first, later = catch_up(cursor, Render.objects.mine(owner), now, 50)
+    assert first == []
+    # The worker stamped its change a moment before that poll and committed it just after.
+    Render.objects.filter(pk=shown.pk).update(state=State.COMPLETED, updated_at=now - timedelta(seconds=1))
+    _, second, after = catch_up(later, Render.objects.mine(owner), now + timedelta(seconds=1), 50)
+    assert second == [Render.objects.get(pk=shown.pk)]
+    # Sent once: the poll after it, still within the margin, does not send the same change again.
+    _, third, _ = catch_up(after, Render.objects.mine(owner), now + timedelta(seconds=2), 50)
+    assert third == []
+
+
+def test_the_cards_sent_within_the_margin_round_trip_through_the_pollers_inputs():
+    now = timezone.now()
+    pk = uuid.uuid4()
+    cursor = Cursor(since=now, floor=now - LAG, sent=frozenset({(pk, now - timedelta(seconds=1))}))
+    query = QueryDict(mutable=True)
+    for name, value in cursor.params():
+        query.appendlist(name, value)
+    query.appendlist("sent", "not-an-id@2026-01-01T00:00:00+00:00")
+    query.appendlist("sent", f"{uuid.uuid4()}@yesterday")
+    assert Cursor.from_query(query) == cursor
+
+
 # --- the answers ------------------------------------------------------------------------------------------------
 
 

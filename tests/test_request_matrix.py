@@ -34,6 +34,8 @@ SENDER = {
     Level.ADMIN: "admin",
     Level.STAFF: "staff",
     Level.OPERATE: "operator",  # staff in the team: they see its renders
+    Level.SHARE: "owner",
+    Level.AUTHOR: "owner",  # the saved prompt is the owner's
 }
 TARGET = {
     "cancel": "pending",  # cancelling a finished clip changes nothing: cancel Olivia's pending render

@@ -144,18 +144,49 @@ UNPARSABLE = {
     "STUDIO_Q_WORKERS": "4x",
     "STUDIO_LOG_LEVEL": "LOUD",
     "DATABASE_URL": "postgress://studio@127.0.0.1:5432/studio",
+    "STUDIO_S3_BUCKET": "Studio_Media",
+    "STUDIO_S3_ENDPOINT_URL": "objects.example.com",
+    "STUDIO_S3_PREFIX": "../other-app",
+    "STUDIO_S3_ADDRESSING_STYLE": "sideways",
+    "STUDIO_MEDIA_URL_SECONDS": "5m",
+    # accounts (issue 11): invitations, e-mail, login throttling, whom to believe about the client's address
+    "STUDIO_INVITATION_DAYS": "a week",
+    "STUDIO_BASE_URL": "studio.example.com",
+    "STUDIO_EMAIL_URL": "mailto://studio.example.com",
+    "STUDIO_LOGIN_USER_FAILURES": "5x",
+    "STUDIO_LOGIN_ADDRESS_FAILURES": "twenty",
+    "STUDIO_LOGIN_LOCK_SECONDS": "1m",
+    "STUDIO_LOGIN_LOCK_MAX_SECONDS": "15m",
+    "STUDIO_LOGIN_FORGET_SECONDS": "1d",
+    # serving, HTTPS, metrics and logs (issue 11)
+    "STUDIO_HTTPS": "yes please",
+    "STUDIO_BEHIND_PROXY": "sometimes",
+    "STUDIO_PROXY_COUNT": "0",
+    "STUDIO_HSTS_SECONDS": "1y",
+    "STUDIO_HSTS_PRELOAD": "si",
+    "CSRF_TRUSTED_ORIGINS": "studio.example.com",
+    "STUDIO_WEB_WORKERS": "four",
+    "STUDIO_WEB_THREADS": "8.0",
+    "STUDIO_LOG_FORMAT": "JSON",
 }
 # Taken as text: any value reads, and the system checks judge the ones that must make sense (E001-E003, W001).
 FREE_TEXT = {
     "SECRET_KEY",
     "ALLOWED_HOSTS",
-    "CSRF_TRUSTED_ORIGINS",
     "BYTESPIKE_API_KEY",
     "BYTESPIKE_BASE_URL",
     "BYTESPIKE_RESULT_HOSTS",
     "STUDIO_PUBLIC_URL",
     "STUDIO_Q_NAME",
     "REDIS_URL",
+    "STUDIO_S3_REGION",
+    "STUDIO_S3_ACCESS_KEY_ID",  # with the secret: half a pair is E031
+    "STUDIO_S3_SECRET_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "DEFAULT_FROM_EMAIL",
+    "STUDIO_METRICS_TOKEN",
+    "PROMETHEUS_MULTIPROC_DIR",  # set by studio.bootstrap to a folder of the data dir
 }
 
 
@@ -295,3 +326,120 @@ def test_the_studio_checks_run_with_djangos_own(settings):
     settings.BYTESPIKE_BASE_URL = "ftp://gateway.example"
     with pytest.raises(SystemCheckError, match="studio.E001"):
         call_command("check")
+
+
+# --- HTTPS by configuration (issue 11) --------------------------------------------------------------------------
+
+STRONG_KEY = (
+    "k3y-" + "x7Qp9vLm2Rt8Wz4Yb6Nc1Hd5Jf0Gs3Ka" * 2
+)  # 50+ characters, many distinct: check --deploy's idea
+PRODUCTION = {
+    "STUDIO_HTTPS": "1",
+    "SECRET_KEY": STRONG_KEY,
+    "DEBUG": "0",
+    "ALLOWED_HOSTS": "studio.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://studio.example.com",
+    "STUDIO_EMAIL_URL": "smtp://studio@mail.example.com:587?tls=1",  # Django 6.1: console mail is mail.E001
+}
+
+
+def test_without_studio_https_nothing_insists_on_https(monkeypatch, tmp_path):
+    settings = load_settings(monkeypatch, tmp_path, {"SECRET_KEY": "k"})
+    assert settings["STUDIO_HTTPS"] is False and settings["STUDIO_BEHIND_PROXY"] is False
+    for name in (
+        "SECURE_SSL_REDIRECT",
+        "SECURE_HSTS_SECONDS",
+        "SESSION_COOKIE_SECURE",
+        "SECURE_PROXY_SSL_HEADER",
+    ):
+        assert name not in settings
+    assert settings["CSRF_TRUSTED_ORIGINS"] == []
+
+
+def test_studio_https_turns_on_hsts_the_redirect_secure_cookies_and_the_proxy_header(monkeypatch, tmp_path):
+    settings = load_settings(monkeypatch, tmp_path, PRODUCTION)
+    assert settings["SECURE_SSL_REDIRECT"] is True
+    assert settings["SECURE_HSTS_SECONDS"] == 31_536_000
+    assert settings["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
+    assert settings["SECURE_HSTS_PRELOAD"] is False
+    assert settings["SESSION_COOKIE_SECURE"] is True and settings["CSRF_COOKIE_SECURE"] is True
+    assert settings["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
+    assert settings["STUDIO_BEHIND_PROXY"] is True
+    assert settings["CSRF_TRUSTED_ORIGINS"] == ["https://studio.example.com"]
+
+
+def test_https_without_a_proxy_trusts_no_forwarded_header(monkeypatch, tmp_path):
+    settings = load_settings(monkeypatch, tmp_path, {**PRODUCTION, "STUDIO_BEHIND_PROXY": "0"})
+    assert settings["STUDIO_BEHIND_PROXY"] is False
+    assert "SECURE_PROXY_SSL_HEADER" not in settings
+    assert settings["SECURE_SSL_REDIRECT"] is True
+
+
+def test_trusted_origins_are_a_comma_list_each_with_its_scheme(monkeypatch, tmp_path):
+    given = " https://studio.example.com, http://localhost:18300 "
+    settings = load_settings(monkeypatch, tmp_path, {"SECRET_KEY": "k", "CSRF_TRUSTED_ORIGINS": given})
+    assert settings["CSRF_TRUSTED_ORIGINS"] == ["https://studio.example.com", "http://localhost:18300"]
+    for bad in ("https://studio.example.com/path", "ftp://studio.example.com", "https://"):
+        with pytest.raises(ImproperlyConfigured, match="CSRF_TRUSTED_ORIGINS="):
+            load_settings(monkeypatch, tmp_path, {"SECRET_KEY": "k", "CSRF_TRUSTED_ORIGINS": bad})
+
+
+def check_deploy(data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`manage.py check --deploy` as production runs it: without the test suite's DJANGO_ALLOW_ASYNC_UNSAFE."""
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DJANGO_SETTINGS_MODULE"}}
+    clean.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env={**clean, "STUDIO_DATA_DIR": str(data_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_deploy_is_clean_with_the_documented_production_environment(tmp_path):
+    checked = check_deploy(tmp_path, PRODUCTION)
+    assert checked.returncode == 0, checked.stderr
+    assert "System check identified no issues" in checked.stdout, checked.stdout + checked.stderr
+
+
+def test_check_deploy_names_what_is_missing_without_studio_https(tmp_path):
+    """What the issue saw before STUDIO_HTTPS existed: the same environment but for it warns four times."""
+    checked = run(
+        sys.executable,
+        "manage.py",
+        "check",
+        "--deploy",
+        data_dir=tmp_path,
+        **{**PRODUCTION, "STUDIO_HTTPS": "0"},
+    )
+    found = set(re.findall(r"security\.W\d+", checked.stdout + checked.stderr))
+    assert found == {"security.W004", "security.W008", "security.W012", "security.W016"}
+
+
+REQUESTS = """
+from django.test import Client
+client = Client()
+proxied = client.get("/login/", headers={"X-Forwarded-Proto": "https"})
+plain = client.get("/login/")
+health = client.get("/healthz")
+print(proxied.status_code, proxied.headers.get("Strict-Transport-Security"))
+print(plain.status_code, plain.headers.get("Location"))
+print(health.status_code)
+"""
+
+
+def test_behind_the_proxy_https_requests_get_hsts_and_plain_http_is_redirected(tmp_path):
+    # SQLite in its own data dir whatever the suite runs on; plain static storage (no collectstatic here)
+    env = {**PRODUCTION, "ALLOWED_HOSTS": "testserver", "DATABASE_URL": "", "STUDIO_MANIFEST_STATIC": "0"}
+    migrated = run(sys.executable, "manage.py", "migrate", "-v0", data_dir=tmp_path, **env)
+    assert migrated.returncode == 0, migrated.stderr
+    shell = run(
+        sys.executable, "manage.py", "shell", "--no-imports", "-c", REQUESTS, data_dir=tmp_path, **env
+    )
+    assert shell.returncode == 0, shell.stderr
+    proxied, plain, health = shell.stdout.strip().splitlines()[-3:]
+    assert proxied == "200 max-age=31536000; includeSubDomains"
+    assert plain == "301 https://testserver/login/"
+    assert health == "200"  # a load balancer probes the upstream over plain http

@@ -34,8 +34,11 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.gateway.*",
             "studio.emulator.*",
             "studio.media",
+            "studio.storage",  # where render files live: the local disk or an object store (no records)
             "studio.logging",
             "studio.settings",
+            "studio.metrics",  # counters the gateway client, the poller and the download bump
+            "studio.netaddr",  # whom to believe about the client's address (REMOTE_ADDR or the proxy's header)
         ],
     ),
     ("records: the models and their querysets", ["studio.models"]),
@@ -48,7 +51,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "studio.gallery",
             "studio.ranged",
             "studio.cursor",  # which cards a page lacks: the poll and submit answers share it
+            "studio.live",  # what a page's poller notifies, and how the review queue changed
             "studio.serializers",
+            "studio.health",  # /healthz's checks and what /metrics reads from the database
+            "studio.throttle",  # login failures counted in the shared cache
         ],
     ),
     ("actions and task entry points", ["studio.actions.*", "studio.tasks"]),

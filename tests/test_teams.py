@@ -16,7 +16,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from studio import access
-from studio.actions.teams import TeamChangeRefused, do_create_team, do_remove_member, do_switch_team
+from studio.actions.teams import (
+    TeamChangeRefused,
+    do_create_invitation,
+    do_create_team,
+    do_remove_member,
+    do_switch_team,
+)
 from studio.models import Membership, Profile, Render, Role, State, Team
 from tests.fixtures import client_for, join, make_render
 
@@ -527,14 +533,18 @@ def add_people(team, how_many: int, make_user) -> None:
 @pytest.mark.parametrize("people", [2, 30])
 def test_the_team_page_costs_the_same_queries_whatever_its_size(people, admin_client, team, make_user, admin):
     add_people(team, people, make_user)
+    for _ in range(people):
+        do_create_invitation(team, Role.MEMBER)
     with CaptureQueriesContext(connection) as queries:
         response = admin_client.get(reverse("team", args=[team.pk]))
     assert response.content.decode().count('<tr id="member-') == people + 1
-    # 1 the session; 2 the user; 3 my membership with its team (access); 4 every member with their user, in one
-    # join; then the context processors, lazily, in the order base.html reads them: 5 my memberships with their
-    # teams (the teams I review in come from these rows); 6 how many renders wait for my review; 7 my profile;
-    # 8 my first membership (no active team picked); 9 open gateway alerts (the banner, below the header).
-    assert len(queries) == 9, "\n".join(q["sql"] for q in queries)
+    assert response.content.decode().count('<tr id="invitation-') == people
+    # 1 the session; 2 the user; 3 my membership with its team (access); 4 the pending invitations (I am an
+    # admin); 5 every member with their user, in one join; then the context processors, lazily, in the order
+    # base.html reads them: 6 my memberships with their teams (the teams I review in come from these rows); 7 how
+    # many renders wait for my review; 8 my profile; 9 my first membership (no active team picked); 10 open
+    # gateway alerts (the banner, below the header).
+    assert len(queries) == 10, "\n".join(q["sql"] for q in queries)
 
 
 @pytest.mark.parametrize("teams", [1, 12])

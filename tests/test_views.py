@@ -111,9 +111,13 @@ def test_studio_page_lists_only_my_renders_and_polls_while_one_is_in_flight(owne
     assert 'hx-get="/renders/poll/"' in opening_tag(html, "poll")
 
 
-def test_studio_page_does_not_poll_when_nothing_is_in_flight(owner_client, owner):
+def test_studio_page_polls_gently_when_nothing_is_in_flight_so_renders_made_elsewhere_appear(
+    owner_client, owner
+):
     make_render(owner, State.COMPLETED)
-    assert "hx-get" not in opening_tag(owner_client.get("/").content.decode(), "poll")
+    html = owner_client.get("/").content.decode()
+    assert 'hx-get="/renders/poll/" hx-trigger="every 5s, studio:wake from:body"' in opening_tag(html, "poll")
+    assert html.count('id="poll"') == 1 and 'hx-get="/live/"' not in html  # one poller per page: the studio's
 
 
 def test_studio_page_query_count_does_not_grow_with_renders(owner_client, owner):
@@ -282,13 +286,22 @@ def test_poll_returns_the_cards_changed_since_out_of_band(owner_client, owner, o
     assert html.lstrip().startswith('<div id="poll" hx-get=')
 
 
-def test_poll_answers_286_and_stops_polling_when_nothing_is_in_flight(owner_client, owner):
+def test_poll_keeps_the_page_live_at_a_gentle_rate_when_nothing_is_in_flight(owner_client, owner):
     done = make_render(owner, State.COMPLETED)
     response = owner_client.get("/renders/poll/", {"since": ago(60)}, **HTMX)
     html = response.content.decode()
-    assert response.status_code == 286
+    assert response.status_code == 200  # never 286: a render started elsewhere must still appear
     assert f'id="render-{done.pk}"' in html  # the last change still arrives
-    assert "hx-get" not in opening_tag(html, "poll")
+    poller = opening_tag(html, "poll")
+    assert 'hx-trigger="every 5s, studio:wake from:body"' in poller and 'data-in-flight="0"' in poller
+
+
+def test_poll_asks_every_second_while_a_render_is_in_flight(owner_client, owner):
+    make_render(owner, State.RUNNING)
+    poller = opening_tag(
+        owner_client.get("/renders/poll/", {"since": ago(60)}, **HTMX).content.decode(), "poll"
+    )
+    assert 'hx-trigger="every 1s, studio:wake from:body"' in poller and 'data-in-flight="1"' in poller
 
 
 @pytest.mark.parametrize(
@@ -403,7 +416,7 @@ def test_a_clip_missing_on_disk_is_404(owner_client, finished, media):
 # --- access -----------------------------------------------------------------------------------------------
 
 RENDER_URLS = {"card": "get", "cancel": "post", "video": "get", "poster": "get"}
-LIST_URLS = {"studio": "get", "estimate": "post", "submit": "post", "poll": "get"}
+LIST_URLS = {"studio": "get", "estimate": "post", "submit": "post", "poll": "get", "older": "get"}
 
 
 def test_the_matrix_covers_every_url_of_the_studio_page():

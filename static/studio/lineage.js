@@ -130,6 +130,10 @@
     updateToggle();
   }
 
+  // For the contact sheet's scrubber (variants.js): move every player at once, as this script's own seeks, so their
+  // seeked events are not mirrored back while a later seek is under way.
+  window.studioSync = { seekAll: function (time) { players().forEach(function (video) { seekTo(video, time); }); } };
+
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();

@@ -2,5 +2,5 @@
 
 They take cleaned data (a `RenderOrder`, a role, an amount), never a form: forms belong to the web layer.
 - `renders`: submit, cancel, re-run, privacy; `review`: reviews and comments; `gallery`: stars and tags;
-- `teams`: teams and memberships; `money`: budgets and the rate card.
+- `teams`: teams and memberships; `money`: budgets and the rate card; `shares`: share links outside the team.
 """

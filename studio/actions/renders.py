@@ -30,6 +30,9 @@ class RenderOrder:
     private: bool = False
     parent: Render | None = None  # the draft a promotion re-renders, checked against what the user may see
     client_token: uuid.UUID | None = None  # a double-clicked submit sends the same token twice
+    variants: int = (
+        1  # "Render ×N": N takes of this prompt at once, as one group (seeds counted up from `seed`)
+    )
 
 
 ACTIVE_TEAM = object()  # do_submit_render's default: the author's active team
@@ -40,44 +43,98 @@ def do_submit_render(user, order: RenderOrder, team=ACTIVE_TEAM) -> Render:
 
     Raises ledger.BudgetExceeded when a budget cannot cover the estimate: nothing is recorded or sent.
     A repeated `client_token` (a double-clicked submit) returns the render the first click made.
+    With `order.variants` > 1 this is the first of the group; `do_submit_variants` returns them all.
     """
-    token = order.client_token
+    return do_submit_variants(user, order, team)[0]
+
+
+def variant_token(token: uuid.UUID | None, index: int) -> uuid.UUID | None:
+    """The client token of a group's `index`-th variant (1-based): the form's own for the first, derived for the rest,
+    so a double-clicked "Render ×N" finds every render of its first click."""
+    if token is None or index == 1:
+        return token
+    return uuid.uuid5(token, f"variant-{index}")
+
+
+def variant_params(order: RenderOrder, index: int) -> dict:
+    """The parameters of the `index`-th variant: the order's, with the seed counted up from the one given (the
+    form checked that the last one is still a seed); without a seed, every take draws its own."""
+    seed = order.params.get("seed")
+    if seed is None or index == 1:
+        return order.params
+    return {**order.params, "seed": seed + index - 1}
+
+
+def do_submit_variants(user, order: RenderOrder, team=ACTIVE_TEAM) -> list[Render]:
+    """Record `order.variants` renders of one prompt as one group, hold all their estimates at once (or none:
+    ledger.BudgetExceeded, nothing recorded or sent) and queue their submissions on commit.
+
+    The group shares one creation time, so every list sorted by newest keeps its variants side by side.
+    """
+    token, count = order.client_token, max(1, order.variants)
     if token:
         existing = Render.objects.filter(user=user, client_token=token).first()
         if existing:
-            return existing
+            return _group_of(existing)
     quote = ledger.quote(order.model, order.params)
+    group = uuid.uuid4() if count > 1 else None
+    now = timezone.now()
     try:
         with transaction.atomic():
-            render = Render.objects.create(
-                user=user,
-                team=access.active_team(user) if team is ACTIVE_TEAM else team,
-                private=order.private,
-                seconds=quote.seconds,
-                model=order.model,
-                prompt=order.prompt,
-                params=order.params,
-                client_token=token,
-                estimated_cost=quote.total,
-                rate_per_second=quote.rate_per_second,
-                parent=order.parent,
-            )
-            ledger.hold(render)  # raises BudgetExceeded (rolling all of this back) before anything is sent
-            image = order.init_image
-            draft = order.parent
-            if image:
-                extension = {"jpeg": "jpg"}.get(image.studio_format, image.studio_format)
-                render.init_image.save(f"init.{extension}", image, save=True)
-            elif draft is not None and draft.init_image:
-                # A promotion without a new upload keeps the draft's image: copied, so each render owns its folder.
-                with draft.init_image.open("rb") as source:
-                    render.init_image.save(
-                        PurePosixPath(str(draft.init_image.name)).name, File(source), save=True
-                    )
-            queue.enqueue("submit_render", render.pk)
+            renders = [
+                Render.objects.create(
+                    user=user,
+                    team=access.active_team(user) if team is ACTIVE_TEAM else team,
+                    private=order.private,
+                    seconds=quote.seconds,
+                    model=order.model,
+                    prompt=order.prompt,
+                    params=variant_params(order, index),
+                    client_token=variant_token(token, index),
+                    estimated_cost=quote.total,
+                    rate_per_second=quote.rate_per_second,
+                    parent=order.parent,
+                    variant_group=group,
+                    variant_index=index if group else 0,
+                    variant_count=count if group else 0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                for index in range(1, count + 1)
+            ]
+            ledger.hold_all(
+                renders
+            )  # raises BudgetExceeded (rolling all of this back) before anything is sent
+            for render in renders:
+                _attach_init_image(render, order)
+                queue.enqueue("submit_render", render.pk)
     except IntegrityError:
-        return Render.objects.get(user=user, client_token=token)
-    return render
+        return _group_of(Render.objects.get(user=user, client_token=token))
+    return renders
+
+
+def _attach_init_image(render: Render, order: RenderOrder) -> None:
+    image = order.init_image
+    draft = order.parent
+    if image:
+        extension = {"jpeg": "jpg"}.get(image.studio_format, image.studio_format)
+        image.seek(0)  # each variant stores its own copy of the upload
+        render.init_image.save(f"init.{extension}", image, save=True)
+    elif draft is not None and draft.init_image:
+        # A promotion without a new upload keeps the draft's image: copied, so each render owns its folder.
+        with draft.init_image.open("rb") as source:
+            render.init_image.save(PurePosixPath(str(draft.init_image.name)).name, File(source), save=True)
+
+
+def _group_of(render: Render) -> list[Render]:
+    """The render and the other variants of its group, first to last (a render on its own: just it)."""
+    if render.variant_group is None:
+        return [render]
+    return list(
+        Render.objects.filter(user=render.user_id, variant_group=render.variant_group).order_by(
+            "variant_index"
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 from django.conf import settings
 
+from studio import metrics
 from studio.catalog import MODELS, Protocol
 from studio.gateway.types import (
     BadRequest,
@@ -80,6 +81,25 @@ NOT_SENT = (
     httpx.UnsupportedProtocol,
     httpx.LocalProtocolError,  # the request was refused locally while its headers were being built
 )
+# What a transport failure was, in words: messages are read by people (cards, the detail page), never class names.
+_IN_WORDS: list[tuple[type[Exception], str]] = [
+    (httpx.ConnectTimeout, "the connection timed out"),
+    (httpx.ConnectError, "the connection was refused"),
+    (httpx.PoolTimeout, "too many requests were waiting"),
+    (httpx.ReadTimeout, "it did not answer in time"),
+    (httpx.WriteTimeout, "sending took too long"),
+    (httpx.RemoteProtocolError, "the connection dropped"),
+    (httpx.ReadError, "the connection dropped"),
+    (httpx.WriteError, "the connection dropped while sending"),
+    (httpx.ProxyError, "the proxy refused the connection"),
+]
+
+
+def in_words(exc: Exception) -> str:
+    """What a transport failure was, as people read it ("the connection dropped")."""
+    return next((words for kind, words in _IN_WORDS if isinstance(exc, kind)), "the connection failed")
+
+
 CHUNK = 256 * 1024
 MIN_REDACTED = 8  # shorter credentials are test stand-ins; scrubbing them would mangle messages
 
@@ -248,11 +268,9 @@ class Adapter:
         try:
             response = self.http.request(method, path, headers=self._headers(), **kwargs)
         except httpx.TransportError as exc:
-            raise GatewayUnavailable(f"Could not reach the gateway ({type(exc).__name__}).") from exc
+            raise GatewayUnavailable(f"Could not reach the gateway: {in_words(exc)}.") from exc
         except httpx.RequestError as exc:  # e.g. a body that fails to decode
-            raise MalformedResponse(
-                f"The gateway's answer could not be read ({type(exc).__name__})."
-            ) from exc
+            raise MalformedResponse("The gateway's answer could not be read.") from exc
         self._raise_for_status(response)
         return response
 
@@ -261,10 +279,12 @@ class Adapter:
         try:
             response = self.http.post(path, json=body, headers=self._headers())
         except NOT_SENT as exc:
-            raise GatewayUnavailable(f"Could not connect to the gateway ({type(exc).__name__}).") from exc
+            raise GatewayUnavailable(
+                f"Could not connect to the gateway ({in_words(exc)}), so nothing was sent."
+            ) from exc
         except httpx.RequestError as exc:
             raise SubmitOutcomeUnknown(
-                f"The gateway did not answer the submission ({type(exc).__name__}); it may have been accepted."
+                f"The gateway did not answer the submission ({in_words(exc)}); it may have been accepted."
             ) from exc
         self._raise_for_status(response)
         try:
@@ -467,6 +487,7 @@ class GatewayClient:
             verify=tls_context(),
             follow_redirects=False,
             limits=httpx.Limits(max_connections=max(100, threads), max_keepalive_connections=threads),
+            event_hooks={"response": [metrics.gateway_response]},
         )
         # Result downloads get their own client with no credentials at all.
         self.files = httpx.Client(
@@ -590,7 +611,7 @@ class GatewayClient:
             except httpx.ReadTimeout as exc:
                 raise DownloadError(f"The result download stalled: no bytes for {timeout.read:g} s.") from exc
             except httpx.RequestError as exc:
-                raise DownloadError(f"The result download was interrupted ({type(exc).__name__}).") from exc
+                raise DownloadError(f"The result download was interrupted: {in_words(exc)}.") from exc
         raise DownloadError("Too many redirects for the result download.", permanent=True)
 
     def _receive(self, response, part: Path, offset: int, max_bytes: int, deadline, on_bytes) -> Fetched:
@@ -650,6 +671,7 @@ class GatewayClient:
                                 f"The result is not an MP4 video (it is {content_type or 'unknown'})."
                             )
                     out.write(chunk)
+                    metrics.download_bytes(len(chunk))
                     if on_bytes is not None:
                         on_bytes(size)
                     if deadline is not None and time.monotonic() >= deadline and size != expected:

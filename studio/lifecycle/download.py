@@ -5,9 +5,10 @@ Range request from the bytes already on disk. An attempt holds the render's leas
 lasts one slice (STUDIO_DOWNLOAD_SLICE_SECONDS) at most: then it releases the lease and queues the next one, so
 no task outlives the cluster's timeout however slow the link. Only a stall (no byte for
 STUDIO_DOWNLOAD_STALL_SECONDS) or an error ends an attempt early; it is retried with back-off until the URL's
-expiry. A whole file must be an MP4 that decodes from first frame to last before it is renamed into place with
-its poster: a partial or damaged file is never served. A damaged file is downloaded again a few times
-(STUDIO_DAMAGED_DOWNLOADS), then the render fails: it was billed, and an operator is alerted.
+expiry. A whole file must be an MP4 that decodes from first frame to last before it is put in place with its
+poster (renamed on the local disk, uploaded to an object store: `studio.storage`): a partial or damaged file is
+never served. The partial file is always on the worker's own disk (under MEDIA_ROOT). A damaged file is downloaded
+again a few times (STUDIO_DAMAGED_DOWNLOADS), then the render fails: it was billed, and an operator is alerted.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from django.db import DatabaseError
 from django.db.models import F, Q
 from django.utils import timezone
 
-from studio import queue
+from studio import metrics, queue, storage
 from studio.gateway.client import Fetched, GatewayClient
 from studio.gateway.types import DownloadError, GatewayError, TaskState
 from studio.lifecycle import transitions
@@ -146,7 +147,7 @@ def download_step(render_id, client: GatewayClient | None = None) -> str:
     with _folder_lock(folder) as locked:
         if not locked:
             return "skipped"  # another attempt is writing this clip right now; it carries on
-        return _attempt(render_id, folder, client)
+        return metrics.download_finished(_attempt(render_id, folder, client))
 
 
 def _attempt(render_id, folder: Path, client: GatewayClient | None) -> str:
@@ -301,7 +302,7 @@ def _refresh_result(render: Render, hold: _Hold, client: GatewayClient, message:
 
 
 def _store_clip(render: Render, hold: _Hold, fetched: Fetched) -> str:
-    """Check the whole file decodes, take its poster frame, and rename both into place."""
+    """Check the whole file decodes, take its poster frame, and put both in the storage."""
     part = fetched.path
     folder = part.parent
     poster_part = folder / POSTER_PART
@@ -322,12 +323,20 @@ def _store_clip(render: Render, hold: _Hold, fetched: Fetched) -> str:
     except OSError as error:
         poster_part.unlink(missing_ok=True)
         return _download_retry(render, hold, f"storage error ({error.strerror or error})")
+    relative = f"renders/{render.pk}"
     try:
-        os.replace(part, folder / CLIP)
-        os.replace(poster_part, folder / POSTER)
+        if not storage.is_local():
+            hold.renew(CHECK_LEASE_SECONDS)  # an upload of a long clip renews nothing meanwhile either
+        # The poster first: a clip that fails to store keeps its checked part for the next attempt.
+        storage.put_file(f"{relative}/{POSTER}", poster_part)
+        storage.put_file(f"{relative}/{CLIP}", part)
+    except LeaseLost:
+        return "skipped"
     except OSError as error:
         return _download_retry(render, hold, f"storage error ({error.strerror or error})")
-    relative = f"renders/{render.pk}"
+    except storage.StorageUnavailable as error:
+        log.error("Storing the clip of render %s failed: %s", render.pk, error)
+        return _download_retry(render, hold, f"storage error ({error})")
     moved = advance(
         render.pk,
         State.DOWNLOADING,
@@ -344,6 +353,9 @@ def _store_clip(render: Render, hold: _Hold, fetched: Fetched) -> str:
         error_code="",
     )
     remove_temporary(folder)  # what killed attempts left behind (a poster in the making, older names)
+    if not storage.is_local():
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # the worker's scratch folder, empty now: the files are in the object store
     return "completed" if moved else "skipped"
 
 

@@ -44,7 +44,7 @@ from django.db.models import Field, Q, Value
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from studio import cadence, queue
+from studio import cadence, metrics, queue
 from studio.gateway.client import GatewayClient
 from studio.gateway.types import CredentialsRejected, GatewayError, NotFound, RateLimited, TaskState
 from studio.lifecycle import cancel, poll, shards, transitions
@@ -354,6 +354,7 @@ class Poller:
                 self.running[token] = entry.pk
                 self.pool.submit(self._poll, token, entry.model, entry.task_id)
             self.counts["polls"] += 1
+            metrics.poll_sent(now - entry.due)
 
     def _poll(self, token: int, model: str, task_id: str) -> None:
         """In a pool thread: HTTP only; the answer (or what went wrong) goes to the loop thread."""

@@ -241,7 +241,8 @@ def _submit_failed(render: Render, error: GatewayError) -> str:
             State.SUBMITTING,
             State.PENDING,
             next_attempt_at=timezone.now() + timedelta(seconds=delay),
-            error=f"Retrying: {error.message}",
+            error=f"Retrying: {error.message} The studio will try again in {delay:.0f} s "
+            f"(attempt {render.submit_attempts + 1} of {settings.STUDIO_SUBMIT_MAX_ATTEMPTS}); nothing was billed.",
             error_code="retrying",
         )
         queue.ensure_poller()  # the poller re-sends due submissions
@@ -250,7 +251,7 @@ def _submit_failed(render: Render, error: GatewayError) -> str:
         rid,
         State.SUBMITTING,
         State.FAILED,
-        error=f"{error.message} (gave up after {render.submit_attempts} attempts)"
+        error=f"{error.message} The studio gave up after {render.submit_attempts} attempts; nothing was billed."
         if error.retryable
         else error.message,
         error_code="gateway_error",

@@ -1,13 +1,15 @@
 """The sweep: revive anything stuck, from the database alone (a lost task, a dead poller, a restart).
 
 Besides the database it looks at the media files, at most once a minute and once every ten minutes: a finished
-clip whose file went missing is fetched again while its URL is valid (else marked lost, with an alert), and
-temporary files no running download owns (a killed worker's) are removed.
+clip whose file went missing from the storage (the local disk or the object store, `studio.storage`) is fetched
+again while its URL is valid (else marked lost, with an alert), and temporary files no running download owns (a
+killed worker's, on this machine's disk) are removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from datetime import timedelta
@@ -17,11 +19,13 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from studio import queue
+from studio import queue, storage
 from studio.lifecycle.download import PART, alert_file_lost, is_temporary, remove_temporary
 from studio.lifecycle.transitions import advance
 from studio.models import IN_FLIGHT, GatewayAlert, Lease, Render, State
 from studio.money import ledger
+
+log = logging.getLogger("studio.lifecycle")
 
 FILE_CHECK_LEASE, FILE_CHECK_EVERY = "sweep-files", 60  # seconds
 TEMP_SWEEP_LEASE, TEMP_SWEEP_EVERY = "sweep-temp", 600
@@ -77,8 +81,8 @@ def check_files(now=None) -> dict:
     """Finished clips whose file is missing or not the size downloaded: fetched again while the gateway's URL
     is valid (settlement is idempotent: the render settles once), else marked lost with an operator alert."""
     now = now or timezone.now()
-    media = Path(settings.MEDIA_ROOT)
-    if not (media / "renders").is_dir():  # storage not mounted (or nothing was ever stored): judge no file
+    if storage.is_local() and not (Path(settings.MEDIA_ROOT) / "renders").is_dir():
+        # The disk not mounted (or nothing was ever stored): judge no file.
         return {"files_refetched": 0, "files_lost": 0}
     rows = (
         Render.objects.filter(
@@ -91,9 +95,10 @@ def check_files(now=None) -> dict:
     refetched = lost = 0
     for pk, video, size, expires in rows:
         try:
-            actual = (media / video).stat().st_size
-        except FileNotFoundError:
-            actual = None
+            actual = storage.stored_size(video)
+        except storage.StorageUnavailable as error:  # the object store is down: judge no file now
+            log.warning("The file check stopped: the storage did not answer (%s)", error)
+            return {"files_refetched": refetched, "files_lost": lost}
         if actual is not None and (size is None or actual == size):
             continue
         if expires and expires > now:

@@ -7,6 +7,7 @@ that changes nothing if someone else got there first.
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,8 @@ from studio.gateway.client import GatewayClient
 from studio.gateway.types import GatewayError
 from studio.models import TERMINAL, Render
 from studio.money import ledger
+
+log = logging.getLogger("studio.lifecycle")
 
 # Settled for outcomes the gateway documents as not billed (4xx/5xx at submit, failed tasks, free cancels).
 # Column values for advance(**fields): dict[str, Any], as they mix values and F() expressions.
@@ -51,6 +54,8 @@ def advance(render_id, from_states, to_state: str | None = None, *, where: Q | N
     if where is not None:
         rows = rows.filter(where)
     moved = rows.update(**fields) == 1
+    if moved and to_state is not None:
+        log.info("Render %s is now %s", render_id, to_state)  # the line an operator follows a render by
     if moved and to_state in TERMINAL:
         # The hold ends the moment the render does; a crash in between is mended by the sweep.
         transaction.on_commit(lambda: ledger.settle(render_id), robust=True)

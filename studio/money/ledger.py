@@ -183,36 +183,72 @@ def budgets_for(render: Render, *, lock: bool = False) -> list[Budget]:
 class BudgetExceeded(Exception):
     """A submit refused before anything was sent, saying how much is left."""
 
-    def __init__(self, status: BudgetStatus, amount: Decimal, *, submitter_id=None) -> None:
+    def __init__(self, status: BudgetStatus, amount: Decimal, *, submitter_id=None, count: int = 1) -> None:
         left = max(status.left, ZERO)
         scope = "your" if submitter_id is not None and status.budget.user_id == submitter_id else status.scope
+        what = "This render would cost" if count == 1 else f"These {count} variants would cost"
         message = (
-            f"This render would cost {pricing.dollars(amount)}, but only {pricing.dollars(left)} is left of "
+            f"{what} {pricing.dollars(amount)}, but only {pricing.dollars(left)} is left of "
             f"{scope} {pricing.dollars(status.limit)} monthly budget "
             f"({pricing.dollars(status.used)} spent, {pricing.dollars(status.held)} held by renders in progress)."
         )
+        if count > 1:
+            # A batch is held whole or not at all: say how many of them would fit.
+            each = amount / count
+            fit = int(left // each) if each > 0 else count
+            message += " Nothing was rendered: " + (
+                "not even one fits." if fit == 0 else f"{fit} would fit, so render ×{fit} or fewer."
+            )
         super().__init__(message)
         self.message = message
         self.status = status
 
 
-def hold(render: Render) -> LedgerEntry:
-    """Reserve the render's estimate against its budgets; call inside the transaction that created it."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("hold() must run inside the transaction that creates the render")
-    amount = render.estimated_cost
-    for budget in budgets_for(render, lock=True):
+def over_budget(user, team, amount: Decimal) -> str:
+    """What the live estimate says when `amount` would exceed the team's or the member's budget this month (the
+    words a submit would be refused with), else "". Read only: the submit's hold decides, with the rows locked."""
+    if team is None or not user.is_authenticated:
+        return ""
+    budgets = Budget.objects.filter(Q(user__isnull=True) | Q(user=user), team=team)
+    for budget in budgets.select_related("team", "user").order_by("pk"):
         status = budget_status(budget)
         if amount > status.left:
-            raise BudgetExceeded(status, amount, submitter_id=render.user_id)
-    return LedgerEntry.objects.create(
-        render=render,
-        kind=LedgerKind.HOLD,
-        amount=amount,
-        team=render.team,
-        user=render.user,
-        model=render.model,
-    )
+            return BudgetExceeded(status, amount, submitter_id=user.pk).message
+    return ""
+
+
+def hold(render: Render) -> LedgerEntry:
+    """Reserve the render's estimate against its budgets; call inside the transaction that created it."""
+    return hold_all([render])[0]
+
+
+def hold_all(renders: list[Render]) -> list[LedgerEntry]:
+    """Reserve the estimates of renders submitted together (the variants of one "Render ×N", same author and team)
+    against their budgets, all or none: BudgetExceeded names the batch's total when it does not fit whole.
+
+    Call inside the transaction that created them; the budget rows stay locked until it ends.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("hold() must run inside the transaction that creates the render")
+    first = renders[0]
+    if any(r.team_id != first.team_id or r.user_id != first.user_id for r in renders):
+        raise ValueError("hold_all() holds one author's renders in one team")
+    amount = sum((r.estimated_cost for r in renders), ZERO)
+    for budget in budgets_for(first, lock=True):
+        status = budget_status(budget)
+        if amount > status.left:
+            raise BudgetExceeded(status, amount, submitter_id=first.user_id, count=len(renders))
+    return [
+        LedgerEntry.objects.create(
+            render=render,
+            kind=LedgerKind.HOLD,
+            amount=render.estimated_cost,
+            team=render.team,
+            user=render.user,
+            model=render.model,
+        )
+        for render in renders
+    ]
 
 
 # --- settlement -----------------------------------------------------------------------------------------------

@@ -46,6 +46,15 @@ def field_error(form, name: str, oob: bool = False) -> str:
 
 
 @register.filter
+def thousands(number) -> str:
+    """A whole number with thousands separators, as the prompt counter shows it: "3,812"."""
+    try:
+        return f"{int(number):,}"
+    except (TypeError, ValueError):
+        return str(number)
+
+
+@register.filter
 def per_second(rate) -> str:
     """A rate per second as people read it: "$0.10/s", "$0.23125/s"."""
     return pricing.per_second(rate)

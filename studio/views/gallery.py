@@ -24,6 +24,7 @@ from studio.gallery import (
     TEAM,
     gallery_page,
     gallery_renders,
+    group_variants,
     mark_reviewable,
     next_page_query,
     parse_filters,
@@ -45,6 +46,7 @@ def gallery(request: AuthenticatedHtmxRequest) -> HttpResponse:
     mark_reviewable(page.renders, access.reviewer_team_ids(request.user), request.user.pk)
     context = {
         "page": page,
+        "items": group_variants(page.renders),
         "filters": filters,
         "scope": filters.scope,
         "first_page": filters.cursor is None,

@@ -7,14 +7,14 @@ reveals nothing else, and a wrong or stale token is a plain 404.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 from django.views.decorators.http import require_safe
 
 from studio import access
-from studio.ranged import ranged_file_response
+from studio.ranged import stored_file_response
 
 TYPES = {".png": "image/png", ".webp": "image/webp", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
@@ -23,8 +23,10 @@ TYPES = {".png": "image/png", ".webp": "image/webp", ".jpg": "image/jpeg", ".jpe
 def init_image(request: HttpRequest, token: str) -> HttpResponse | StreamingHttpResponse:
     """The init image a signed token names, while the token is fresh."""
     item = access.get_render_for_init_image_token(token)
-    file = Path(item.init_image.path)
-    return ranged_file_response(request, file, TYPES.get(file.suffix.lower(), "application/octet-stream"))
+    name = item.init_image.name or ""
+    # Streamed even from an object store: the gateway may not follow a redirect or reach the store.
+    kind = TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
+    return stored_file_response(request, name, kind, redirect=False)
 
 
 urlpatterns = [path("i/<str:token>/", init_image, name="init_image")]

@@ -26,6 +26,7 @@ from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.models import Render, State
 from studio.money import ledger
 from studio.views.operator import panel_context
+from studio.views.shares import share_links_context
 
 QUEUE_SIZE = 100
 
@@ -73,6 +74,7 @@ def _detail_context(request: AuthenticatedHtmxRequest, item: Render) -> dict:
         "clip_seconds": _clip_seconds(item),
         "ledger": list(item.ledger.all()),  # what holding, settling or releasing this render cost
         **(panel_context(item) if request.user.is_staff else {}),
+        **(share_links_context(request, item) if access.can_share(request.user, item) else {}),
     }
 
 
@@ -98,12 +100,16 @@ def review(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
     messages.success(request, f"Marked “{item.get_review_state_display()}”.")
     if not request.htmx:
         return redirect("detail", render_id=item.pk)
-    on_detail = request.POST.get("from") == "detail"
+    where = request.POST.get("from")
+    on_detail, on_queue = where == "detail", where == "queue"
     history = [("detail.html#review-history", {"reviews": _reviews(item), "oob_history": True})]
+    queue_count = [("review_queue.html#queue-count", {"oob_count": True})]  # the heading follows the badge
+    actions = {"render": item, "can_review": True, "on_detail": on_detail, "on_queue": on_queue}
     return render_partials(
         request,
-        ("partials/review_actions.html", {"render": item, "can_review": True, "on_detail": on_detail}),
+        ("partials/review_actions.html", actions),
         *(history if on_detail else []),
+        *(queue_count if on_queue else []),
         ("base.html#to-review-badge", {"oob_badge": True}),  # the nav's count follows the decision
     )
 
@@ -159,6 +165,7 @@ def review_queue(request: AuthenticatedHtmxRequest) -> HttpResponse:
         "reviews_somewhere": bool(team_ids),
         "can_review": True,
         "limit": QUEUE_SIZE,
+        "live_queue": True,  # the page's poller brings teammates' decisions and new clips (views/live.py)
     }
     return render(request, "review_queue.html", context)
 

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
+from dataclasses import replace
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
-from django_htmx.http import HttpResponseStopPolling, reswap, retarget
+from django_htmx.http import reswap, retarget
 
 from studio import access, catalog, pricing
-from studio.actions.renders import do_cancel_render, do_submit_render
+from studio.actions.renders import do_cancel_render, do_submit_variants
 from studio.catalog import MODELS, SORA2
-from studio.cursor import Cursor, catch_up
+from studio.cursor import Cursor, catch_up, parse_time
 from studio.forms import RenderForm
-from studio.htmx import AuthenticatedHtmxRequest, card_answer, render_partials, request_cursor
-from studio.models import Render
+from studio.gallery import group_variants
+from studio.htmx import AuthenticatedHtmxRequest, card_answer, group_answer, render_partials, request_cursor
+from studio.models import Render, Team
 from studio.money import ledger
-from studio.ranged import ranged_file_response
+from studio.ranged import serve_clip, stored_file_response
+from studio.views.live import live_parts
 
 PAGE_SIZE = 50
 ERROR_FIELDS = [
@@ -34,16 +38,48 @@ ERROR_FIELDS = [
     "seed",
     "style_preset",
     "parent",
+    "variants",
 ]
 
 
 def _form_context(form: RenderForm, **extra) -> dict:
+    estimate = extra.pop("estimate") if "estimate" in extra else None
+    if estimate is None:
+        estimate = form.estimate() if form.is_bound else _initial_estimate(form)
     return {
         "form": form,
-        "estimate": form.estimate() if form.is_bound else _initial_estimate(form),
+        "estimate": estimate,
+        **_variants_context(form, estimate),
         **_catalog_context(),
         **extra,
     }
+
+
+def _variants_context(form: RenderForm, estimate) -> dict:
+    """ "Render ×N": how many takes the form asks for and what they cost together (what the budget must hold)."""
+    count = 1
+    if form.is_bound and hasattr(form, "cleaned_data"):
+        count = form.cleaned_data.get("variants") or 1
+    elif not form.is_bound:
+        count = form.initial.get("variants") or 1
+    return {
+        "variants": count,
+        "variant_choices": range(1, catalog.MAX_VARIANTS + 1),
+        "batch_total": estimate.total * count if estimate else None,
+    }
+
+
+def _budget_note(request: AuthenticatedHtmxRequest, context: dict) -> dict:
+    """The context plus what the estimate says when the render (all its takes) would exceed the team's or the
+    member's budget."""
+    total = context.get("batch_total")
+    if total is None:
+        estimate = context.get("estimate")
+        total = estimate.total if estimate is not None else None
+    if total is None:
+        return context
+    team = access.active_team(request.user)
+    return {**context, "over_budget": ledger.over_budget(request.user, team, total)}
 
 
 def _catalog_context() -> dict:
@@ -71,11 +107,24 @@ def _studio_context(request: AuthenticatedHtmxRequest, form: RenderForm | None =
     now = (
         timezone.now()
     )  # before the query: a card changed while the page renders is polled again, never lost
-    renders = list(Render.objects.mine(request.user)[:PAGE_SIZE])
-    cursor = Cursor.for_page(now, renders, full=len(renders) == PAGE_SIZE)
+    fetched = list(Render.objects.mine(request.user).order_by("-created_at", "-pk")[: PAGE_SIZE + 1])
+    renders, more = fetched[:PAGE_SIZE], len(fetched) > PAGE_SIZE
+    cursor = Cursor.for_page(now, renders, full=more)
+    # `items`: the cards with each "Render ×N" group framed together; `prompt_teams`: whom to share a prompt with.
     return _form_context(
-        form, renders=renders, polling=any(not r.is_terminal for r in renders), cursor=cursor
+        form,
+        renders=renders,
+        items=group_variants(renders),
+        polling=any(not r.is_terminal for r in renders),
+        cursor=cursor,
+        prompt_teams=Team.objects.filter(memberships__user=request.user).order_by("name"),
+        older_query=_older_query(renders[-1]) if more else "",
     )
+
+
+def _older_query(last: Render) -> str:
+    """The query string of the "Show older renders" button: the keyset of the last card shown."""
+    return urlencode({"before": last.created_at.isoformat(), "id": str(last.pk)})
 
 
 def _initial_estimate(form: RenderForm):
@@ -99,7 +148,7 @@ def _default_estimate():
 def studio(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """The prompt studio: the form (pre-filled by ?promote=<id> or ?remix=<id>), the estimate and "My renders"."""
     form, notice = _prefilled(request)
-    context = _studio_context(request, form)
+    context = _budget_note(request, _studio_context(request, form))
     return render(request, "studio.html", {**context, **notice})
 
 
@@ -129,7 +178,7 @@ def estimate(request: AuthenticatedHtmxRequest) -> HttpResponse:
     form.is_valid()
     # An empty prompt does not change the price: say so on submit, not while the user is still choosing.
     fields = [f for f in ERROR_FIELDS if f != "prompt" or request.POST.get("prompt", "").strip()]
-    context = _form_context(form, oob_errors=True, error_fields=fields)
+    context = _budget_note(request, _form_context(form, oob_errors=True, error_fields=fields))
     return render(request, "studio.html#estimate", context)
 
 
@@ -141,7 +190,7 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
     if not form.is_valid():
         return _form_with_errors(request, form)
     try:
-        new = do_submit_render(request.user, form.order())
+        new = do_submit_variants(request.user, form.order())
     except ledger.BudgetExceeded as refused:
         form.add_error(None, refused.message)  # refused before anything was recorded or sent
         return _form_with_errors(request, form)
@@ -152,7 +201,9 @@ def submit(request: AuthenticatedHtmxRequest) -> HttpResponse:
         initial={**form.cleaned_data, "client_token": uuid.uuid4(), "init_image": None, "parent": None}
     )
     form_part = ("studio.html#studio-form", _form_context(fresh, estimate=form.estimate(), oob_form=True))
-    return card_answer(request, new, form_part)
+    if len(new) > 1:
+        return group_answer(request, new, form_part)
+    return card_answer(request, new[0], form_part)
 
 
 def _form_with_errors(request: AuthenticatedHtmxRequest, form: RenderForm) -> HttpResponse:
@@ -166,7 +217,10 @@ def _form_with_errors(request: AuthenticatedHtmxRequest, form: RenderForm) -> Ht
 @login_required
 @require_safe
 def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
-    """One poller per page: the cards new to it and changed on it, out of band; 286 once nothing is in flight."""
+    """One poller per page: the cards new to it and changed on it, the review badge and the notices, out of band.
+
+    It never stops: every second while a render is in flight, every 5 s otherwise, so a render started elsewhere
+    (the command line, another tab) appears; the page holds it back while hidden (static/studio/app.js)."""
     cursor = Cursor.from_query(request.GET)
     if cursor is None:
         return HttpResponseBadRequest("since must be an ISO-8601 timestamp with a time zone")
@@ -174,15 +228,44 @@ def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
     mine = Render.objects.mine(request.user)
     new, changed, later = catch_up(cursor, mine, now, PAGE_SIZE)
     in_flight = mine.in_flight().exists()
-    response = render_partials(
+    return render_partials(
         request,
         ("studio.html#poll", {"polling": in_flight, "cursor": later}),
-        ("studio.html#new-renders", {"renders": new}),
+        ("studio.html#new-renders", {"renders": new, "items": group_variants(new)}),
         *[("studio.html#render", {"render": item, "oob_card": "true"}) for item in changed],
+        *live_parts(request, cursor.since),
     )
-    if not in_flight:
-        response.status_code = HttpResponseStopPolling.status_code
-    return response
+
+
+@login_required
+@require_safe
+def older(request: AuthenticatedHtmxRequest) -> HttpResponse:
+    """The next page of "My renders", older than the card `before`/`id`, for the end of the list; the page's cursor
+    (sent along) learns that they are on the page, so their changes arrive too."""
+    cursor = Cursor.from_query(request.GET) or Cursor.fresh(timezone.now())
+    mine = Render.objects.mine(request.user).order_by("-created_at", "-pk")
+    if "before" in request.GET:
+        before = parse_time(request.GET["before"])
+        try:
+            last_id = uuid.UUID(request.GET.get("id", ""))
+        except ValueError:
+            last_id = None
+        if before is None or last_id is None:
+            return HttpResponseBadRequest(
+                "before must be an ISO-8601 timestamp with a time zone, id a render id"
+            )
+        mine = mine.filter(Q(created_at__lt=before) | Q(created_at=before, pk__lt=last_id))
+    fetched = list(mine[: PAGE_SIZE + 1])
+    renders, more = fetched[:PAGE_SIZE], len(fetched) > PAGE_SIZE
+    for item in renders:
+        cursor = cursor.adding(item)
+    cursor = replace(cursor, oldest=renders[-1].created_at if more else None)
+    return render_partials(
+        request,
+        ("studio.html#older", {"older_query": _older_query(renders[-1]) if more else ""}),
+        ("studio.html#older-renders", {"renders": renders, "items": group_variants(renders)}),
+        ("studio.html#poll", {"polling": True, "cursor": cursor, "oob_poll": True}),
+    )
 
 
 @login_required
@@ -209,18 +292,8 @@ def card(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespons
 @login_required
 @require_safe
 def video(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse | StreamingHttpResponse:
-    """The finished clip, with Range support so the player can seek."""
-    item = access.get_render_for_user(request.user, render_id)
-    if not item.video:
-        return HttpResponse("This render has no clip yet.", status=404, content_type="text/plain")
-    download = request.GET.get("download") == "1"
-    return ranged_file_response(
-        request,
-        Path(item.video.path),
-        "video/mp4",
-        filename=f"studio-{item.model}-{str(item.pk)[:8]}.mp4",
-        as_attachment=download,
-    )
+    """The finished clip, with Range support so the player can seek (streamed, or a pre-signed link to the store)."""
+    return serve_clip(request, access.get_render_for_user(request.user, render_id))
 
 
 @login_required
@@ -230,7 +303,7 @@ def poster(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
     item = access.get_render_for_user(request.user, render_id)
     if not item.poster:
         return HttpResponse("This render has no poster yet.", status=404, content_type="text/plain")
-    return ranged_file_response(request, Path(item.poster.path), "image/jpeg")
+    return stored_file_response(request, item.poster.name, "image/jpeg")
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -1,4 +1,5 @@
-"""Views for teams: the user's teams, a team's members and roles, and the active-team switcher.
+"""Views for teams: the user's teams, a team's members, roles and pending invitations, and the active-team
+switcher. (The invitation's own page, for the person invited, is views/invitations.py.)
 
 Every view goes through `access.get_team_for_user`: an outsider gets 404, a member without the role 403.
 Membership changes are `do_*` actions; the last admin of a team is protected there, not here.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
@@ -21,14 +23,16 @@ from studio import access
 from studio.actions.teams import (
     TeamChangeRefused,
     do_add_member,
+    do_create_invitation,
     do_create_team,
     do_remove_member,
+    do_revoke_invitation,
     do_set_role,
     do_switch_team,
 )
-from studio.forms import MemberForm, RoleForm, TeamForm
+from studio.forms import InvitationForm, MemberForm, RoleForm, TeamForm
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
-from studio.models import ROLE_RANK, Membership, Role, Team
+from studio.models import ROLE_RANK, Invitation, Membership, Role, Team
 
 # --- context --------------------------------------------------------------------------------------------------
 
@@ -36,6 +40,16 @@ from studio.models import ROLE_RANK, Membership, Role, Team
 def _teams_context(request: AuthenticatedHtmxRequest, form: TeamForm) -> dict:
     mine = Membership.objects.filter(user=request.user).select_related("team").order_by("team__name")
     return {"form": form, "my_memberships": list(mine)}
+
+
+def _invitations(request: AuthenticatedHtmxRequest, team: Team, me: Membership) -> list[Invitation]:
+    """The team's pending invitations with their links, newest first (for its admins; nobody else sees them)."""
+    if not me.allows(Role.ADMIN):
+        return []
+    pending = list(Invitation.objects.open().filter(team=team).order_by("-created_at"))
+    for invitation in pending:
+        invitation.link = access.invitation_url(invitation, request)
+    return pending
 
 
 def _team_context(team: Team, me: Membership, form: MemberForm | None = None, **extra) -> dict:
@@ -54,8 +68,28 @@ def _team_context(team: Team, me: Membership, form: MemberForm | None = None, **
         "members": members,
         "roles": Role.choices,
         "member_form": form or MemberForm(team=team, initial={"role": Role.MEMBER}),
+        "invitation_days": settings.STUDIO_INVITATION_DAYS,
         **extra,
     }
+
+
+def _invitations_context(
+    request,
+    team: Team,
+    me: Membership,
+    form: InvitationForm | None = None,
+    member_form_errors: MemberForm | None = None,
+    **extra,
+) -> dict:
+    """The whole team page: members (with a refused member form, if any) and the pending invitations."""
+    return _team_context(
+        team,
+        me,
+        member_form_errors,
+        invitations=_invitations(request, team, me),
+        invitation_form=form or InvitationForm(team=team, initial={"role": Role.MEMBER}),
+        **extra,
+    )
 
 
 def _members_response(request: AuthenticatedHtmxRequest, team: Team) -> HttpResponse:
@@ -97,7 +131,7 @@ def team_list(request: AuthenticatedHtmxRequest) -> HttpResponse:
 def team_detail(request: AuthenticatedHtmxRequest, team_id: uuid.UUID) -> HttpResponse:
     """A team's members and roles; its admins also manage them here."""
     team, me = access.get_team_for_user(request.user, team_id)
-    return render(request, "team.html", _team_context(team, me))
+    return render(request, "team.html", _invitations_context(request, team, me))
 
 
 @login_required
@@ -114,7 +148,8 @@ def member_add(request: AuthenticatedHtmxRequest, team_id: uuid.UUID) -> HttpRes
             form.add_error("username", str(refused))
     if added is None:
         if not request.htmx:
-            return render(request, "team.html", _team_context(team, me, form), status=400)
+            context = _invitations_context(request, team, me, form=None, member_form_errors=form)
+            return render(request, "team.html", context, status=400)
         response = render(request, "team.html#member-form", _team_context(team, me, form))
         return reswap(retarget(response, "#member-form"), "outerHTML")
     messages.success(
@@ -163,6 +198,56 @@ def member_remove(request: AuthenticatedHtmxRequest, team_id: uuid.UUID, members
 
 @login_required
 @require_POST
+def invitation_create(request: AuthenticatedHtmxRequest, team_id: uuid.UUID) -> HttpResponse:
+    """Invite someone with a role, optionally naming them (admins only); the link is listed at once."""
+    team, me = access.get_team_for_user(request.user, team_id, Role.ADMIN)
+    form = InvitationForm(request.POST, team=team)
+    if not form.is_valid():
+        status = 200 if request.htmx else 400  # htmx swaps only 2xx answers: the form with its errors
+        return render(
+            request,
+            _invitation_template(request),
+            _invitations_context(request, team, me, form),
+            status=status,
+        )
+    invitation = do_create_invitation(
+        team,
+        form.cleaned_data["role"],
+        created_by=request.user,
+        username=form.cleaned_data["username"],
+        email=form.cleaned_data["email"],
+    )
+    messages.success(request, f"Invitation created: send its link to {invitation.meant_for or 'the person'}.")
+    if not request.htmx:
+        return redirect("team", team_id=team.pk)
+    return render(
+        request, "team.html#team-invitations", _invitations_context(request, team, me, created=invitation.pk)
+    )
+
+
+@login_required
+@require_POST
+def invitation_revoke(
+    request: AuthenticatedHtmxRequest, team_id: uuid.UUID, invitation_id: uuid.UUID
+) -> HttpResponse:
+    """Withdraw a pending invitation (admins only): its link stops working at once."""
+    team, me = access.get_team_for_user(request.user, team_id, Role.ADMIN)
+    invitation = get_object_or_404(Invitation, pk=invitation_id, team=team)
+    if do_revoke_invitation(invitation):
+        messages.success(request, "Invitation withdrawn: its link no longer works.")
+    else:
+        messages.error(request, "That invitation was already used or withdrawn.")
+    if not request.htmx:
+        return redirect("team", team_id=team.pk)
+    return render(request, "team.html#team-invitations", _invitations_context(request, team, me))
+
+
+def _invitation_template(request: AuthenticatedHtmxRequest) -> str:
+    return "team.html#team-invitations" if request.htmx else "team.html"
+
+
+@login_required
+@require_POST
 def team_switch(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """Pick the team new renders go to (empty: personal); only a team the user belongs to."""
     value = request.POST.get("team", "")
@@ -195,4 +280,10 @@ urlpatterns = [
     path("teams/<uuid:team_id>/members/", member_add, name="member_add"),
     path("teams/<uuid:team_id>/members/<int:membership_id>/role/", member_role, name="member_role"),
     path("teams/<uuid:team_id>/members/<int:membership_id>/remove/", member_remove, name="member_remove"),
+    path("teams/<uuid:team_id>/invitations/", invitation_create, name="invitation_create"),
+    path(
+        "teams/<uuid:team_id>/invitations/<uuid:invitation_id>/revoke/",
+        invitation_revoke,
+        name="invitation_revoke",
+    ),
 ]

@@ -116,7 +116,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  {title}:")
             for line in lines:
                 self.stdout.write(
-                    f"    {line.label:<24} {line.renders:>5} renders  {pricing.dollars(line.spent)}"
+                    f"    {line.label:<24} {line.renders:>5} render{'' if line.renders == 1 else 's'} "
+                    f"{pricing.dollars(line.spent)}"
                 )
         for status in statuses:
             self.stdout.write(

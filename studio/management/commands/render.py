@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 
 from studio import access
-from studio.actions.renders import do_submit_render
+from studio.actions.renders import do_submit_variants
 from studio.catalog import MODELS, SORA2
 from studio.forms import RenderForm
 from studio.models import TERMINAL, Render, Team
@@ -32,11 +33,15 @@ LINE_KEYS = {
     "style": "style_preset",
     "style_preset": "style_preset",
     "image": "image",
+    "variants": "variants",
 }
 
 
 class Command(BaseCommand):
-    help = "Validate and queue a render (or one per line of a JSONL file) and print its id."
+    help = (
+        "Validate and queue a render (or one per line of a JSONL file) and print its id; with --json or --wait, "
+        "print exactly one JSON document instead (an object, or an array with --from)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("prompt", nargs="?", help="the prompt (omit with --from)")
@@ -52,13 +57,24 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="sora-2-pro: a seed for reproducibility")
         parser.add_argument("--style", help="sora-2-pro: cinematic, anime, documentary or none")
         parser.add_argument("--image", type=Path, help="init image (PNG, JPEG or WebP)")
+        parser.add_argument(
+            "--variants",
+            type=int,
+            help="render N takes (1-4) of the prompt as one group, as Render ×N does; with --seed, consecutive seeds",
+        )
         parser.add_argument("--from", dest="from_file", type=Path, help="a JSONL file: one render per line")
         parser.add_argument(
             "--wait", action="store_true", help="block until each render ends; print it as JSON"
         )
+        parser.add_argument(
+            "--json", action="store_true", help="print the queued render as JSON (implied by --wait)"
+        )
         parser.add_argument("--timeout", type=float, default=1800, help="seconds --wait waits at most")
 
     def handle(self, *args, **options) -> None:
+        # stdout is the command's answer (ids, or one JSON document): django-q2's own lines ("Enqueued …") go to
+        # stderr through the logging config, and only when asked for with -v 2.
+        logging.getLogger("django-q").setLevel(logging.INFO if options["verbosity"] >= 2 else logging.WARNING)
         user = get_user_model().objects.filter(username=options["user"]).first()
         if user is None:
             raise CommandError(f"No user named {options['user']!r}.")
@@ -76,16 +92,21 @@ class Command(BaseCommand):
         renders: list[Render] = []
         for where, form in forms:
             try:
-                render = do_submit_render(user, form.order(), **where_to)
+                made = do_submit_variants(user, form.order(), **where_to)
             except ledger.BudgetExceeded as refused:
                 raise CommandError(
                     f"{where}: refused, nothing sent: {refused.message} ({len(renders)} submitted before it.)"
                 ) from refused
-            renders.append(render)
-            self.stdout.write(str(render.pk))
-        if options["wait"]:
-            for render in renders:
-                self.stdout.write(json.dumps(self._wait(render, options["timeout"]), indent=2))
+            for render in made:  # the variants of one line, first to last: one id a line
+                renders.append(render)
+                if not (options["json"] or options["wait"]):
+                    self.stdout.write(str(render.pk))
+        if options["json"] or options["wait"]:
+            wait = options["wait"]
+            printed = [self._wait(r, options["timeout"]) if wait else render_as_dict(r) for r in renders]
+            # One JSON document: the render's object, or an array of them (a file, or variants).
+            single = len(printed) == 1 and not options["from_file"]
+            self.stdout.write(json.dumps(printed[0] if single else printed, indent=2))
 
     def _team(self, user, slug: str) -> Team:
         """The team by slug, if the user is in it (the same rule as the studio's team switcher)."""
@@ -104,6 +125,7 @@ class Command(BaseCommand):
             "aspect_ratio": options["aspect"],
             "seed": options["seed"],
             "style_preset": options["style"],
+            "variants": options["variants"],
         }
         return "arguments", fields, options["image"]
 

@@ -1,0 +1,80 @@
+"""Login throttling that holds: failures are counted in the shared cache (the database, or Redis with
+REDIS_URL), so every web process sees them and a restart does not forget them.
+
+A username and a client address are counted apart, each with its own limit:
+- a username is locked after `STUDIO_LOGIN_USER_FAILURES` (5) failures, from any address: guessing one person's
+  password from many addresses gets no further;
+- an address is locked after `STUDIO_LOGIN_ADDRESS_FAILURES` (20) failures, whatever the usernames: trying many
+  usernames from one place gets no further;
+- a wrong password for one user never locks out another user at the same address (an office behind one NAT):
+  that user's own count locks first, and attempts refused by a lock are not counted.
+Each lock lasts `STUDIO_LOGIN_LOCK_SECONDS` (1 min) and doubles with every failure past the limit, up to
+`STUDIO_LOGIN_LOCK_MAX_SECONDS` (15 min); the failures are forgotten after `STUDIO_LOGIN_FORGET_SECONDS` (a day)
+without one. A successful login forgets its username's failures (not its address's).
+
+On the database cache two failures at the very same moment may count as one (its increment is a read and a
+write); Redis counts exactly. Either way a guesser is held to a handful of tries per lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+
+def _user_key(username: str) -> str:
+    # Hashed: a username may hold characters a cache key must not, and the cache need not hold it in clear.
+    digest = hashlib.sha256(username.strip().casefold().encode()).hexdigest()
+    return f"login-failures:user:{digest}"
+
+
+def _address_key(address: str) -> str:
+    return f"login-failures:address:{address}"
+
+
+def _counted(username: str, address: str) -> list[tuple[str, int]]:
+    return [
+        (_user_key(username), settings.STUDIO_LOGIN_USER_FAILURES),
+        (_address_key(address), settings.STUDIO_LOGIN_ADDRESS_FAILURES),
+    ]
+
+
+def locked_seconds(username: str, address: str) -> int:
+    """How long this username or this address is still locked out, in whole seconds (0: not locked)."""
+    now = time.time()
+    ends = cache.get_many([f"{key}:lock" for key, _ in _counted(username, address)]).values()
+    return max([math.ceil(end - now) for end in ends] + [0])
+
+
+def lock_for(failures: int, limit: int) -> int:
+    """The lock after `failures` failures against a limit of `limit`: none below it, then doubling, capped."""
+    if failures < limit:
+        return 0
+    doublings = min(failures - limit, 32)  # past the cap anyway; keeps the number small
+    return min(settings.STUDIO_LOGIN_LOCK_SECONDS * 2**doublings, settings.STUDIO_LOGIN_LOCK_MAX_SECONDS)
+
+
+def record_failure(username: str, address: str) -> None:
+    """Count a failed login against the username and the address; lock either that reached its limit."""
+    forget = settings.STUDIO_LOGIN_FORGET_SECONDS
+    for key, limit in _counted(username, address):
+        cache.add(key, 0, forget)
+        try:
+            failures = cache.incr(key)
+        except ValueError:  # forgotten between the two calls
+            cache.set(key, 1, forget)
+            failures = 1
+        cache.touch(key, forget)
+        seconds = lock_for(failures, limit)
+        if seconds:
+            cache.set(f"{key}:lock", time.time() + seconds, seconds)
+
+
+def record_success(username: str) -> None:
+    """The right password: forget this username's failures (an address keeps its count)."""
+    key = _user_key(username)
+    cache.delete_many([key, f"{key}:lock"])
