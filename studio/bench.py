@@ -552,32 +552,32 @@ def run_gallery(total: int, databases: list[str]) -> bool:
     return constant
 
 
-# The same bench on the previous design (one leased loop handing each due poll to a 16-thread pool, each poll
-# loading and writing its row over its own connection), on this machine, 2 cores: kept to print beside.
-# Measured 2026-11-30 with this bench (renders submitted 4 at a time, 4 download workers, 2 cores shared with
-# other work: load average ~15).
+# The same bench on the previous design (one unsharded leased loop keeping the schedule in memory, a TLS context
+# built per client), printed beside each run's. Measured 2026-11-30 with this bench (renders submitted 4 at a time,
+# 4 download workers, 2 cores shared with other work: load average 12-15).
 PREVIOUS: dict[int, dict] = {
     300: {
-        "polls_per_second": 87,
-        "late_p50": 0.56,
-        "late_p95": 1.45,
-        "late_max": 1.97,
-        "cpu_per_1000": 5.0,
-        "writes_per_poll": 1.10,
-        "noticed_p95": 3.7,
-        "playable_p95": 41.9,
-        "peak_mb": 142,
+        "polls_per_second": 99,
+        "late_p50": 0.13,
+        "late_p95": 1.28,
+        "late_max": 2.41,
+        "cpu_per_1000": 2.4,
+        "writes_per_poll": 0.18,
+        "noticed_p95": 3.5,
+        "playable_p95": 64.2,
+        "peak_mb": 164,
     },
     1000: {
-        "polls_per_second": 37,
-        "late_p50": 4.24,
-        "late_p95": 23.29,
-        "late_max": 35.45,
-        "cpu_per_1000": 6.3,
-        "writes_per_poll": 1.33,
-        "noticed_p95": 16.8,
-        "playable_p95": 130.0,
-        "peak_mb": 142,
+        "polls_per_second": 68,
+        "late_p50": 2.36,
+        "late_p95": 16.4,
+        "late_max": 25.4,
+        "cpu_per_1000": 2.9,
+        "gateway_cpu_per_1000": 2.0,
+        "writes_per_poll": 0.35,
+        "noticed_p95": 24.3,
+        "playable_p95": 134.0,
+        "peak_mb": 147,
     },
 }
 

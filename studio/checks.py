@@ -67,6 +67,8 @@ def check_gateway_settings(app_configs=None, **kwargs) -> list:
                 id="studio.E009",
             )
         )
+    if not 1 <= settings.STUDIO_POLLER_SHARDS <= 256:
+        errors.append(Error("STUDIO_POLLER_SHARDS must be between 1 and 256.", id="studio.E020"))
     if not 0 < settings.STUDIO_POLL_SCALE <= 1:
         errors.append(
             Error(

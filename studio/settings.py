@@ -458,6 +458,9 @@ STUDIO_POLLER_RUN_SECONDS = envint(
     "STUDIO_POLLER_RUN_SECONDS", 15
 )  # then it hands over: short graceful stops
 STUDIO_POLLER_THREADS = envint("STUDIO_POLLER_THREADS", 16)
+# The poller's work is split into this many shards (by render id), each leased by one cluster's poller; clusters
+# against one database share them. Every cluster must use the same number.
+STUDIO_POLLER_SHARDS = envint("STUDIO_POLLER_SHARDS", 16)
 # A download task stops after a slice and queues itself to go on from the bytes on disk (HTTP Range), so no
 # task outlives the cluster's timeout; a download fails only when no byte arrives for the stall time.
 STUDIO_DOWNLOAD_SLICE_SECONDS = envfloat("STUDIO_DOWNLOAD_SLICE_SECONDS", 30.0)

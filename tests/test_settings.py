@@ -137,6 +137,7 @@ UNPARSABLE = {
     "STUDIO_MAX_IMAGE_PIXELS": "4e7",
     "STUDIO_POLLER_RUN_SECONDS": "15.5",
     "STUDIO_POLLER_THREADS": "sixteen",
+    "STUDIO_POLLER_SHARDS": "many",
     "STUDIO_DOWNLOAD_SLICE_SECONDS": "30s",
     "STUDIO_DOWNLOAD_STALL_SECONDS": "inf",
     "STUDIO_DAMAGED_DOWNLOADS": "three",
@@ -269,6 +270,7 @@ def test_the_documented_defaults_are_unchanged(monkeypatch, tmp_path):
     assert settings["STUDIO_STALL_AFTER_SECONDS"] == 3600
     assert settings["STUDIO_SUBMIT_MAX_ATTEMPTS"] == 5
     assert settings["STUDIO_POLLER_THREADS"] == 16
+    assert settings["STUDIO_POLLER_SHARDS"] == 16
     assert settings["Q_CLUSTER"]["workers"] == 4
     assert settings["LOGGING"]["root"]["level"] == "INFO"
     assert settings["DATABASES"]["default"]["NAME"] == str(tmp_path / "studio.sqlite3")
@@ -302,6 +304,7 @@ def test_the_default_configuration_passes_the_studio_checks():
         ({"Q_CLUSTER": {"timeout": 150, "retry": 150}}, "studio.E004"),
         ({"STUDIO_POLLER_RUN_SECONDS": 60}, "studio.E005"),
         ({"STUDIO_POLL_SCALE": 1.5}, "studio.E006"),
+        ({"STUDIO_POLLER_SHARDS": 0}, "studio.E020"),
         ({"DEBUG": False, "ALLOWED_HOSTS": []}, "studio.E007"),
         ({"BYTESPIKE_BASE_URL": "https://gateway.example", "USING_EMULATOR": True}, "studio.W001"),
     ],

@@ -92,7 +92,13 @@ class TaskStore:
         self._secret = secrets.token_bytes(32)
         self._submissions = 0
         self._polls: dict[str, list[float]] = {}  # task id -> the wall time of every poll, in order
+        # Saving: a snapshot is taken under the lock (cheap), the file written after it is released, so polls
+        # never wait for tasks.json being rewritten; the newest snapshot wins (`_save_lock` orders the writes).
+        self._save_lock = threading.Lock()
+        self._saved: tuple[int, dict] | None = None
+        self._save_seq = self._written_seq = 0
         self._load()
+        self._write_saved()
 
     def now(self) -> float:
         return self._wall0 + (time.monotonic() - self._mono0)
@@ -141,7 +147,10 @@ class TaskStore:
         """(a copy of the record, its derived view) of a task made through `protocol`; else ApiError 404."""
         with self._lock:
             record = self._record(task_id, protocol)
-            return copy.deepcopy(record), self._view(record, self.now())
+            # Records hold plain values and flat dicts (params, fail): a copy one level deep is a full copy, and
+            # a deepcopy on every poll cost more than the rest of the answer.
+            snapshot = {k: (v.copy() if isinstance(v, (dict, list)) else v) for k, v in record.items()}
+            return snapshot, self._view(record, self.now())
 
     def _record(self, task_id: str, protocol: str) -> dict:
         """The live record (callers hold the lock); a task of the other protocol is as unknown as no task."""
@@ -165,13 +174,27 @@ class TaskStore:
         self._submissions = int(state.get("submissions", len(self._tasks)))
 
     def _save(self) -> None:
-        """Write tasks.json atomically (callers hold the lock)."""
+        """Snapshot the state to write (callers hold the lock, and call `_write_saved()` once it is released)."""
+        self._save_seq += 1
         state = {
             "version": 1,
             "secret": self._secret.hex(),
             "submissions": self._submissions,
-            "tasks": self._tasks,
+            "tasks": {task_id: dict(record) for task_id, record in self._tasks.items()},
         }
+        self._saved = (self._save_seq, state)
+
+    def _write_saved(self) -> None:
+        """Write the newest snapshot to tasks.json atomically, unless a newer one was written already."""
+        with self._save_lock:
+            saved = self._saved
+            if saved is None or saved[0] <= self._written_seq:
+                return
+            seq, state = saved
+            self._write_state(state)
+            self._written_seq = seq
+
+    def _write_state(self, state: dict) -> None:
         tmp = self._state_path.with_name(f".tasks.{secrets.token_hex(4)}.tmp")
         try:
             tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
@@ -230,6 +253,7 @@ class TaskStore:
             self._save()
             if self._executor is not None and not self._stopped:
                 self._executor.submit(self._render, task_id)
+        self._write_saved()
         return record
 
     # --- rendering ----------------------------------------------------------------------------------------
@@ -254,6 +278,7 @@ class TaskStore:
                 record["file_ready_at"] = None
                 self._executor.submit(self._render, task_id)
             self._save()
+        self._write_saved()
 
     def stop_renders(self) -> None:
         """Start no further render; `join_renders()` then waits for the one in progress."""
@@ -300,6 +325,7 @@ class TaskStore:
             else:
                 record["file_ready_at"] = self.now()
             self._save()
+        self._write_saved()
 
     # --- status and billing -------------------------------------------------------------------------------
 
@@ -374,6 +400,7 @@ class TaskStore:
             record["cancel_credits"] = credits
             record["cancel_progress"] = progress
             self._save()
+        self._write_saved()
         return {"task_id": task_id, "status": "cancelled", "credits": credits}
 
     # --- signed result URLs -------------------------------------------------------------------------------
@@ -396,6 +423,7 @@ class TaskStore:
                 if record.get("expired_at") is None:
                     record["expired_at"] = now - 1
             self._save()
+        self._write_saved()
 
     def signed_clip(self, task_id: str, expires: str, sig: str) -> Path:
         """The clip path when (expires, sig) are valid and unexpired; ApiError 403/404 otherwise."""

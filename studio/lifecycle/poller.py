@@ -1,7 +1,10 @@
-"""The poller: one leased loop that keeps every in-flight render on its polling cadence.
+"""The poller: a leased loop per cluster that keeps every in-flight render on its polling cadence.
 
-One poller at a time holds a database lease (renewed every second). It keeps the schedule of every render at the
-gateway in memory, so a poll whose answer changes nothing costs no database write:
+The work is split into shards by render id (`studio.lifecycle.shards`, `STUDIO_POLLER_SHARDS`); each cluster runs
+one poller at a time, which holds some shards under database leases (renewed every second) and polls only their
+renders. A lone cluster holds them all; clusters against one database share them, and a dead cluster's shards
+are taken over by the others' next lease check once its leases lapse. The holder of a shard keeps the schedule of
+its renders at the gateway in memory, so a poll whose answer changes nothing costs no database write:
 
 - one query per tick (`feed`) finds what is new or changed (rows whose `updated_at` moved: a submission went
   through, a cancel was asked for, someone else moved a render on) and what is due to be (re)submitted or whose
@@ -16,44 +19,54 @@ gateway in memory, so a poll whose answer changes nothing costs no database writ
   closed afterwards): the cancel is tried and the render is polled as usual in the same step.
 
 If the poller dies, what it had not written is at most a batch interval of progress and schedule: its successor
-polls those renders a little early, never late.
+polls those renders a little early, never late. A shard given back to be shared is handed over cleanly: its polls
+in flight are applied and its schedule written before its lease is released.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Case, F, Field, Q, Value, When
+from django.db.models import Field, Q, Value
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from studio import cadence, metrics, queue
 from studio.gateway.client import GatewayClient
 from studio.gateway.types import CredentialsRejected, GatewayError, NotFound, RateLimited, TaskState
-from studio.lifecycle import cancel, poll, transitions
+from studio.lifecycle import cancel, poll, shards, transitions
 from studio.lifecycle.submit import submit_step
 from studio.lifecycle.sweep import sweep
-from studio.models import AT_GATEWAY, Lease, Render, State
-from studio.queue import POLLER_LEASE, POLLER_LEASE_SECONDS
+from studio.models import AT_GATEWAY, Render, State
+from studio.queue import POLLER_LEASE_SECONDS
 
 log = logging.getLogger("studio.lifecycle")
 
+DISPATCH_EVERY = 0.01  # seconds between scans for due polls (answers are applied as they arrive)
+COLLECT_WAIT = 0.02  # seconds the loop waits for an answer before looking at the schedule again
 FEED_EVERY = 0.25  # seconds between the queries that find new and due work
 FEED_MARGIN = timedelta(seconds=1)  # rows changed this long before the last query are read again (commit lag)
 PROGRESS_EVERY = 1.0  # seconds between batched writes of progress and error counts
 SCHEDULE_EVERY = (
     5.0  # seconds between batched writes of next_poll_at (a successor polls early by at most this)
 )
-LEASE_EVERY = 1.0
+LEASE_EVERY = 1.0  # seconds between lease checks: renew, take free or lapsed shards, give back a surplus
+CENSUS_EVERY = 10.0  # seconds between looks for a live cluster that has no poller run
 BATCH = 200
+SUBMITS_AT_ONCE = 4  # submissions (and cancel steps) the poller has in its pool at once
 SUBMIT_TASK_LOST_AFTER = timedelta(
     seconds=10
 )  # a pending render not sent by its own task this long is sent here
@@ -91,6 +104,7 @@ class Tracked:
     due: float  # monotonic time of the next poll
     since: datetime  # when the gateway got it (the cadence's clock)
     wants_cancel: bool
+    shard: int = 0
     busy: bool = False  # a poll (or cancel step) is in flight
     dirty: bool = False  # progress or counts not yet written
     schedule_dirty: bool = False  # next_poll_at not yet written
@@ -131,13 +145,22 @@ def _poll_only(client: GatewayClient, model: str, task_id: str):
         return error
 
 
-def feed_query(since: datetime | None, now: datetime, ours: list[datetime] | None = None):
-    """The one query per tick: renders changed since `since` (all at the gateway on the first tick) except by
-    our own batched writes (stamped `ours`), pending renders due for a (re)submission, and downloads due for a
-    retry whose worker holds no lease."""
+def feed_query(
+    since: datetime | None,
+    now: datetime,
+    ours: list[datetime] | None = None,
+    scope: Q | None = None,
+    fresh: Q | None = None,
+):
+    """The one query per tick: renders changed since `since` (all at the gateway on the first tick, and in the
+    `fresh` shards, just taken) except by our own batched writes (stamped `ours`), pending renders due for a
+    (re)submission, and downloads due for a retry whose worker holds no lease; all within `scope` (our shards;
+    None: every render)."""
     changed = Q(state__in=AT_GATEWAY) if since is None else Q(updated_at__gte=since)
     if since is not None and ours:
         changed &= ~Q(updated_at__in=ours)
+    if since is not None and fresh is not None:
+        changed |= Q(state__in=AT_GATEWAY) & fresh
     submits = Q(state=State.PENDING) & (
         Q(next_attempt_at__lte=now)
         | Q(next_attempt_at__isnull=True, created_at__lte=now - timedelta(seconds=10))
@@ -145,7 +168,8 @@ def feed_query(since: datetime | None, now: datetime, ours: list[datetime] | Non
     downloads = Q(state=State.DOWNLOADING, next_attempt_at__lte=now) & (
         Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     )
-    return Render.objects.filter(changed | submits | downloads).values(*FIELDS)
+    wanted = changed | submits | downloads
+    return Render.objects.filter(wanted if scope is None else wanted & scope).values(*FIELDS)
 
 
 def poller_has_work() -> bool:
@@ -158,25 +182,47 @@ def poller_has_work() -> bool:
     ).exists()
 
 
-def _case(batch: list[Tracked], name: str) -> Case:
-    """CASE pk WHEN ... THEN <the value we hold> ... ELSE <the column> END, typed as the column."""
+def _case(batch: list[Tracked], name: str) -> RawSQL:
+    """CASE id WHEN ... THEN <the value we hold> ... ELSE <the column> END, typed as the column.
+
+    Written as SQL with parameters, not as Django's Case/When: resolving a few hundred When expressions cost the
+    loop thread more than the polls themselves."""
+    connection = connections[Render.objects.db]
     field = Render._meta.get_field(name)
-    assert isinstance(field, Field)
-    whens = [When(pk=e.pk, then=Value(getattr(e, name), output_field=field)) for e in batch]
-    return Case(*whens, default=F(name), output_field=field)
+    pk = Render._meta.pk
+    assert isinstance(field, Field) and pk is not None and pk.column and field.column
+    quote = connection.ops.quote_name
+    params: list[Any] = []
+    for entry in batch:
+        params.append(pk.get_db_prep_value(entry.pk, connection))
+        params.append(field.get_db_prep_value(getattr(entry, name), connection))
+    whens = " ".join(["WHEN %s THEN %s"] * len(batch))
+    sql = f"CASE {quote(pk.column)} {whens} ELSE {quote(field.column)} END"
+    return RawSQL(sql, params, output_field=field)  # noqa: S611 - values are parameters, names quoted
 
 
 class Poller:
     """One run of the lease holder: the in-memory schedule, the HTTP pool and the batched writes."""
 
-    def __init__(self, client: GatewayClient, pool: ThreadPoolExecutor, limit: int) -> None:
+    def __init__(
+        self, client: GatewayClient, pool: ThreadPoolExecutor, limit: int, held: shards.Shards | None = None
+    ) -> None:
         self.client = client
         self.pool = pool
         self.limit = limit  # polls in flight at once
+        self.shards = held  # None: every render is ours (a lone run, as in tests that drive it by hand)
+        self.fresh: set[int] = set()  # shards just taken: the next feed reads all their renders
         self.tracked: dict[uuid.UUID, Tracked] = {}
-        self.running: dict[Future, uuid.UUID] = {}
+        self.running: dict[int, uuid.UUID] = {}  # polls in flight: their token, their render
         self.steps: dict[Future, uuid.UUID] = {}  # submissions and cancel steps (they use the database)
+        # Every poll puts (its token, its answer) here as it returns, every step (None, its future): the loop
+        # thread waits on this one queue, whatever is in flight.
+        self.answers: SimpleQueue = SimpleQueue()
+        self.tokens = itertools.count()
         self.paused_until = 0.0  # monotonic: a 429's Retry-After holds every poll until then
+        self.next_due = (
+            0.0  # monotonic: no entry not in flight is due before this (no scan needed until then)
+        )
         self.since: datetime | None = None
         self.stamps: list[datetime] = []  # the updated_at of our recent batched writes: the feed skips them
         self.counts = {"polls": 0, "submits": 0, "downloads": 0, "writes_saved": 0}
@@ -212,11 +258,13 @@ class Poller:
             progress=row["progress"],
             poll_count=row["poll_count"],
             poll_errors=row["poll_errors"],
-            due=time.monotonic() + wait_s,
+            due=(due := time.monotonic() + wait_s),
             since=row["submitted_at"] or row["created_at"],
             wants_cancel=_wants_cancel(row),
+            shard=shards.shard_of(row["pk"], self.shards.count) if self.shards else 0,
             next_poll_at=due_at,
         )
+        self.next_due = min(self.next_due, due)
 
     def _reload(self, pk) -> None:
         """Read a render's row again. A poll of it still in flight stays its only one: the fresh entry is busy
@@ -231,7 +279,17 @@ class Poller:
     def feed(self) -> None:
         """One query: what changed since the last one, what is due to be submitted or downloaded again."""
         now = timezone.now()
-        rows = list(feed_query(self.since, now, self.stamps))
+        if self.shards is None:
+            scope = fresh = None
+        elif not self.shards.held:
+            return
+        else:
+            scope = shards.scope(self.shards.held, self.shards.count)
+            fresh = shards.scope(self.fresh, self.shards.count) if self.fresh else None
+            if fresh is None and self.fresh:
+                fresh = Q()
+        rows = list(feed_query(self.since, now, self.stamps, scope, fresh))
+        self.fresh.clear()
         self.since = now - FEED_MARGIN
         self.stamps = [stamp for stamp in self.stamps if stamp >= self.since]
         for row in rows:
@@ -246,9 +304,11 @@ class Poller:
                 self._track(row)
 
     def _submit(self, pk) -> None:
-        if pk in self.steps.values():
+        # A few at a time: a batch whose submit tasks are late must not fill the pool's queue ahead of the polls
+        # (nor hold up a hand-over, which waits for every step); the rest are read again at the next feed.
+        if pk in self.steps.values() or len(self.steps) >= SUBMITS_AT_ONCE:
             return
-        self.steps[self.pool.submit(_in_thread, submit_step, pk, self.client)] = pk
+        self._step(self.pool.submit(_in_thread, submit_step, pk, self.client), pk)
         self.counts["submits"] += 1
 
     def _download(self, row: dict, now: datetime) -> None:
@@ -264,36 +324,71 @@ class Poller:
 
     def dispatch(self) -> None:
         now = time.monotonic()
-        if now < self.paused_until:
+        if now < self.paused_until or now < self.next_due:
             return
         room = self.limit - len(self.running)
         if room <= 0:
             return
-        due = sorted((e for e in self.tracked.values() if not e.busy and e.due <= now), key=lambda e: e.due)[
-            :room
-        ]
+        leaving = self.shards.releasing if self.shards else set()
+        waiting: list[Tracked] = []
+        soonest = float("inf")
+        for e in self.tracked.values():
+            if e.busy or e.shard in leaving:
+                continue
+            if e.due <= now:
+                waiting.append(e)
+            elif e.due < soonest:
+                soonest = e.due
+        if len(waiting) > room:  # the earliest first; the rest at the next scan
+            due, self.next_due = heapq.nsmallest(room, waiting, key=attrgetter("due")), now
+        else:
+            due, self.next_due = waiting, soonest
         for entry in due:
             entry.busy = True
             if entry.wants_cancel:
                 # The old way, whole: the cancel is tried, then the render is polled as usual.
                 self._flush([entry], schedule=False)
-                future = self.pool.submit(_in_thread, poll.poll_step, entry.pk, self.client)
-                self.steps[future] = entry.pk
+                self._step(self.pool.submit(_in_thread, poll.poll_step, entry.pk, self.client), entry.pk)
             else:
-                future = self.pool.submit(_poll_only, self.client, entry.model, entry.task_id)
-                self.running[future] = entry.pk
+                token = next(self.tokens)
+                self.running[token] = entry.pk
+                self.pool.submit(self._poll, token, entry.model, entry.task_id)
             self.counts["polls"] += 1
             metrics.poll_sent(now - entry.due)
 
+    def _poll(self, token: int, model: str, task_id: str) -> None:
+        """In a pool thread: HTTP only; the answer (or what went wrong) goes to the loop thread."""
+        try:
+            answer: Any = _poll_only(self.client, model, task_id)
+        except Exception as error:  # noqa: BLE001 - handed to the loop thread, which logs it
+            answer = error
+        self.answers.put((token, answer))
+
+    def _step(self, future: Future, pk: uuid.UUID) -> None:
+        self.steps[future] = pk
+        future.add_done_callback(lambda done: self.answers.put((None, done)))
+
     def collect(self, timeout: float) -> None:
         """Apply the answers that arrived (waiting up to `timeout` for the first)."""
-        pending = list(self.running) + list(self.steps)
-        if pending:
-            wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-        else:
+        if not self.running and not self.steps:
             time.sleep(timeout)
-        for future in [f for f in self.running if f.done()]:
-            pk = self.running.pop(future)
+            return
+        try:
+            arrived = [self.answers.get(timeout=timeout)]
+        except Empty:
+            return
+        while True:
+            try:
+                arrived.append(self.answers.get_nowait())
+            except Empty:
+                break
+        for token, answer in arrived:
+            if token is None:  # a step finished
+                pk = self.steps.pop(answer, None)
+                if pk is not None and pk in self.tracked:
+                    self._reload(pk)
+                continue
+            pk = self.running.pop(token)
             entry = self.tracked.get(pk)
             if entry is None:
                 continue
@@ -302,13 +397,11 @@ class Poller:
                 del self.tracked[pk]
                 continue
             try:
-                self._apply(entry, future.result())
+                if isinstance(answer, Exception) and not isinstance(answer, GatewayError):
+                    raise answer
+                self._apply(entry, answer)
             except Exception:
                 log.exception("Applying a poll of render %s failed", pk)
-                self._reload(pk)
-        for future in [f for f in self.steps if f.done()]:
-            pk = self.steps.pop(future)
-            if pk in self.tracked:
                 self._reload(pk)
 
     def _apply(self, entry: Tracked, answer) -> None:
@@ -360,6 +453,7 @@ class Poller:
             self._write_through(entry, lambda render: poll._schedule_next(render))  # noqa: SLF001
             return
         entry.due = time.monotonic() + delay
+        self.next_due = min(self.next_due, entry.due)
         entry.next_poll_at = timezone.now() + timedelta(seconds=delay)
         entry.schedule_dirty = True
 
@@ -398,6 +492,38 @@ class Poller:
     def flush(self, *, schedule: bool) -> None:
         self._flush(list(self.tracked.values()), schedule=schedule)
 
+    # --- shards ---------------------------------------------------------------------------------------------
+
+    def took(self, claimed: set[int]) -> None:
+        """Shards just taken: the next feed reads every render of theirs at the gateway."""
+        self.fresh |= claimed
+
+    def lost(self, lost: set[int]) -> None:
+        """Shards someone else holds now: forget their renders without writing (the row is theirs to write)."""
+        for pk in [pk for pk, e in self.tracked.items() if e.shard in lost]:
+            del self.tracked[pk]
+        self.fresh -= lost
+
+    def give_back(self) -> None:
+        """Release the shards being given back whose polls have all returned, their schedule written first."""
+        if self.shards is None or not self.shards.releasing:
+            return
+        leaving = self.shards.releasing
+        entries = [e for e in self.tracked.values() if e.shard in leaving]
+        busy = {e.shard for e in entries if e.busy} | {
+            shards.shard_of(pk, self.shards.count) for pk in self.steps.values()
+        }
+        done = leaving - busy
+        if not done:
+            return
+        gone = [e for e in entries if e.shard in done]
+        self._flush(gone, schedule=True)
+        for entry in gone:
+            del self.tracked[entry.pk]
+        self.fresh -= done
+        self.shards.release(done)
+        log.info("The poller gave back shards %s", sorted(done))
+
     def drain(self) -> None:
         """Wait for every poll and step in flight and apply it (the run is handing over)."""
         while self.running or self.steps:
@@ -410,18 +536,24 @@ def run_poller(
     wait_for_lease: float = 0.0,
     stop: threading.Event | None = None,
 ) -> dict:
-    """Poll every due render concurrently until nothing is in flight or the run's time is up.
+    """Poll every due render of this cluster's shards concurrently until nothing is in flight or the run's time
+    is up.
 
-    One poller at a time holds the lease; a second one returns at once. When its time is up with work left it
-    hands over to a fresh task (writing its schedule first), so no single task outlives the cluster's timeout.
-    The once-a-minute sweep starts a new one if this one dies. `stop` ends the run early, handing over as when its
-    time is up.
+    One run per cluster at a time holds the cluster's run lease; a second one returns at once (after sending
+    itself on to a live cluster that has no run, when django-q2 reports one). The run takes its share of the
+    shards and polls their renders. When its time is up with work left it hands over to a fresh task (writing its
+    schedule first), so no single task outlives the cluster's timeout. The once-a-minute sweep starts a new one if
+    every run died. `stop` ends the run early, handing over as when its time is up.
     """
-    holder = uuid.uuid4().hex
-    lease_seconds = POLLER_LEASE_SECONDS
+    held = shards.Shards(settings.STUDIO_POLLER_SHARDS, POLLER_LEASE_SECONDS)
     give_up = time.monotonic() + wait_for_lease
-    while not Lease.acquire(POLLER_LEASE, holder, lease_seconds):
+    while not held.start():
         if time.monotonic() >= give_up:
+            if held.clusters_without_a_run():
+                # This cluster has its run; another live one has none: send this task on (the shared queue
+                # hands it to whichever cluster asks first, so it may take a few hops).
+                queue.enqueue("run_poller")
+                return {"ran": False, "sent_on": True}
             return {"ran": False}
         time.sleep(0.5)
     max_seconds = settings.STUDIO_POLLER_RUN_SECONDS if max_seconds is None else max_seconds
@@ -433,8 +565,9 @@ def run_poller(
     poller: Poller | None = None
     try:
         with ThreadPoolExecutor(threads, thread_name_prefix="poller") as pool:
-            poller = Poller(client, pool, limit=threads * 2)
-            next_feed = next_lease = next_sweep = 0.0
+            poller = Poller(client, pool, limit=threads * 2, held=held)
+            next_feed = next_lease = next_sweep = next_dispatch = 0.0
+            next_census = time.monotonic() + CENSUS_EVERY
             next_progress = time.monotonic() + PROGRESS_EVERY
             next_schedule = time.monotonic() + SCHEDULE_EVERY
             ticks = 0
@@ -443,10 +576,19 @@ def run_poller(
                 now = time.monotonic()
                 if now >= next_lease:
                     next_lease = now + LEASE_EVERY
-                    if not Lease.acquire(POLLER_LEASE, holder, lease_seconds):
+                    change = held.check()
+                    if change is None:
                         log.warning("The poller lost its lease; stopping")
                         lost = True
                         break
+                    poller.lost(change.lost)
+                    poller.took(change.claimed)
+                    if change.claimed:
+                        next_feed = now  # read the new shards' renders now
+                if now >= next_census:
+                    next_census = now + CENSUS_EVERY
+                    if held.clusters_without_a_run():
+                        queue.enqueue("run_poller")  # a live cluster with no run: it takes its share
                 if now >= next_feed:
                     next_feed = now + min(FEED_EVERY, tick)
                     poller.feed()
@@ -457,8 +599,11 @@ def run_poller(
                 if now >= next_sweep:
                     next_sweep = now + 5
                     work_left = sweep().get("in_flight", True)
-                poller.dispatch()
-                poller.collect(min(tick, 0.05))
+                if time.monotonic() >= next_dispatch:  # a scan of the schedule at most every few ms
+                    next_dispatch = time.monotonic() + DISPATCH_EVERY
+                    poller.dispatch()
+                poller.collect(min(tick, COLLECT_WAIT))
+                poller.give_back()
                 if time.monotonic() >= next_schedule:
                     next_schedule = time.monotonic() + SCHEDULE_EVERY
                     next_progress = time.monotonic() + PROGRESS_EVERY
@@ -473,7 +618,7 @@ def run_poller(
                 poller.flush(schedule=True)  # the hand-over: the successor starts from a truthful schedule
     finally:
         client.close()
-        Lease.release(POLLER_LEASE, holder)
+        held.close()
     if work_left:
         queue.enqueue("run_poller")
     counts = poller.counts if poller is not None else {}
