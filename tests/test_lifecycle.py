@@ -428,11 +428,11 @@ def test_a_render_cancelled_during_a_failed_submission_is_not_resent(gateway, ow
     [{"status": 503}, {"kind": "slow", "seconds": 1}, {"kind": "malformed"}],
     ids=["5xx", "slow", "malformed"],
 )
-def test_a_failed_poll_is_counted_and_the_render_still_completes(gateway, owner, queue, settings, fault):
-    settings.GATEWAY_TIMEOUT = {"connect": 1, "read": 0.5, "write": 1}
+def test_a_failed_poll_is_counted_and_the_render_still_completes(gateway, owner, queue, settings, fault, api):
     before = gateway.submissions
+    render = sent(owner, api)  # at the usual timeouts: a loaded machine may take longer than 0.5 s to submit
+    settings.GATEWAY_TIMEOUT = {"connect": 1, "read": 0.5, "write": 1}  # so the slow poll times out
     with GatewayClient() as api:
-        render = sent(owner, api)
         gateway.add_fault("poll", **fault)
 
         assert poll_step(render.pk, api) == "scheduled"
