@@ -471,9 +471,7 @@ def browser_type_launch_args(browser_type_launch_args):
 @pytest.fixture
 def logged_in(page, live_server, owner):
     """A Chromium page logged in as the owner, on the studio."""
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", owner.username)
-    page.fill("#id_password", "pw-" + owner.username)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#id_prompt")
+    from tests.fixtures import browser_log_in  # not at the top: this file sets Django up before models import
+
+    browser_log_in(page, live_server, owner)
     return page

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from studio.models import Comment, Membership, Render, Review, ReviewState, State, Team
 from tests.conftest import make_clip
-from tests.fixtures import client_for, join, make_render
+from tests.fixtures import browser_log_in, client_for, join, make_render
 
 PROMPT = "A red apple rolls slowly across a wooden table"
 EVIL = '<script>alert(1)</script> <b hx-get="/logout/" hx-trigger="load">x</b>'
@@ -587,11 +587,7 @@ def test_a_reviewer_pins_a_comment_seeks_to_it_and_approves_without_a_reload(
     from conftest import wait_for
     from playwright.sync_api import expect
 
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", reviewer.username)
-    page.fill("#id_password", "pw-" + reviewer.username)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#id_prompt")
+    browser_log_in(page, live_server, reviewer)
     page.goto(live_server.url + url("detail", real_clip))
     page.evaluate("window.sameDocument = true")  # gone if anything below reloads the page
 

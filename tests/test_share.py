@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from studio import access
 from studio.models import Render, ShareLink, State
-from tests.fixtures import client_for, make_render
+from tests.fixtures import browser_log_in, client_for, make_render
 
 PROMPT = "SHARED a paper lantern rises over a frozen lake"
 
@@ -266,11 +266,7 @@ def test_a_share_link_plays_for_an_anonymous_browser_counts_its_views_and_dies_w
     from conftest import wait_for
     from playwright.sync_api import expect
 
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", owner.username)
-    page.fill("#id_password", "pw-" + owner.username)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#id_prompt")
+    browser_log_in(page, live_server, owner)
     page.goto(live_server.url + reverse("detail", args=[real_clip.pk]))
     page.click("[data-testid=share-create]")
     url = page.locator("[data-testid=share-url]").inner_text(timeout=SLOW)
