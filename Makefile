@@ -36,7 +36,6 @@ setup: $(STAMP) ## Create the virtualenv and install the studio with its test to
 
 run: setup ## Migrate, demo login, dev web server + worker + emulator (PORT=N; Ctrl-C stops all)
 	$(PY) manage.py migrate --noinput -v0
-	$(PY) manage.py createcachetable -v0
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py ensure_demo
 	$(PY) manage.py devstack --addr $(HOST):$(PORT)

@@ -489,7 +489,7 @@ else:
     Q_CLUSTER["cache"] = "local"  # cluster statistics: not into the database cache (see CACHES)
 
 # --- Shared cache: login throttling lives here, so every web process sees it and a restart keeps it -----------
-# The database cache by default (its table is made by migration 0009_invitations and `manage.py
+# The database cache by default (its table is made by migration 0009_invitations, the same as `manage.py
 # createcachetable`), Redis when REDIS_URL is set. Never a per-process memory cache: it would count each
 # process's failures apart.
 if os.environ.get("REDIS_URL"):
