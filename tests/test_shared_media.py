@@ -261,6 +261,30 @@ def test_the_file_check_judges_nothing_while_the_object_store_is_down(
     assert fresh(render).file_lost_at is None
 
 
+def test_a_checked_clip_the_store_refused_is_put_again_after_its_link_expired(
+    s3, gateway, owner, queue, api, settings
+):
+    """Paid and whole on the worker's disk, only the object store was down: it is never left to expire."""
+    render = finished(owner, api, queue)
+    working = settings.STORAGES
+    down = s3_storage({**settings.STUDIO_S3, "endpoint_url": "http://127.0.0.1:9"}, 60)
+    config = down["OPTIONS"]["client_config"]
+    down["OPTIONS"]["client_config"] = config.merge(Config(retries={"max_attempts": 1}, connect_timeout=1))
+    settings.STORAGES = {**working, "default": down}
+    assert download_step(render.pk) == "retry"
+    assert "storage error" in fresh(render).error
+
+    # The store comes back after the gateway's link has expired.
+    settings.STORAGES = working
+    Render.objects.filter(pk=render.pk).update(
+        result_expires_at=timezone.now() - timedelta(minutes=1), next_attempt_at=timezone.now()
+    )
+    assert download_step(render.pk) == "completed"
+    render = fresh(render)
+    assert render.state == State.COMPLETED and render.billed_cost == render.estimated_cost
+    assert stored_names(render) == ["clip.mp4", "poster.jpg"]
+
+
 # --- issue 11: files are re-checked on every use --------------------------------------------------------------
 
 

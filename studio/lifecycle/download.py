@@ -41,6 +41,9 @@ CLIP = "clip.mp4"
 POSTER = "poster.jpg"
 PART = f"{CLIP}.part"  # the one partial file of a render: every attempt resumes it
 POSTER_PART = f"{POSTER}.part"
+# A whole clip that passed the decode check but could not be put in the storage (an object store down): the next
+# attempt puts it again without the gateway, even past its URL's expiry, so a paid clip is never left behind.
+CHECKED = f"{CLIP}.checked.part"
 # The lease outlasts a stall by this margin, renewed every RENEW_EVERY_SECONDS while bytes flow: a killed worker's
 # download is taken up again seconds after its last byte.
 LEASE_MARGIN_SECONDS = 10
@@ -160,6 +163,10 @@ def _attempt(render_id, folder: Path, client: GatewayClient | None) -> str:
         return "skipped"
     hold = _Hold(render_id, until)
     render = Render.objects.get(pk=render_id)
+    checked = folder / CHECKED
+    if checked.exists():
+        size = checked.stat().st_size
+        return _store_clip(render, hold, Fetched(checked, size, True, "video/mp4", size, False))
     if render.result_expires_at and now >= render.result_expires_at:
         return _expire(render, hold, "past its expiry")
     own_client = client is None
@@ -211,9 +218,13 @@ def _next_slice(render: Render, hold: _Hold) -> str:
     return "continued"
 
 
-def _download_retry(render: Render, hold: _Hold, message: str, *, delay: float | None = None) -> str:
+def _download_retry(
+    render: Render, hold: _Hold, message: str, *, delay: float | None = None, checked: bool = False
+) -> str:
+    """Queue the next attempt with back-off; past the URL's expiry the render expires, unless the whole clip is
+    `checked` on this disk (only the storage failed): that one is put again however late."""
     now = timezone.now()
-    if render.result_expires_at and now >= render.result_expires_at:
+    if not checked and render.result_expires_at and now >= render.result_expires_at:
         return _expire(render, hold, message)
     fields: dict = {}
     if delay is None and hold.received:
@@ -332,11 +343,11 @@ def _store_clip(render: Render, hold: _Hold, fetched: Fetched) -> str:
         storage.put_file(f"{relative}/{CLIP}", part)
     except LeaseLost:
         return "skipped"
-    except OSError as error:
-        return _download_retry(render, hold, f"storage error ({error.strerror or error})")
-    except storage.StorageUnavailable as error:
+    except (OSError, storage.StorageUnavailable) as error:
         log.error("Storing the clip of render %s failed: %s", render.pk, error)
-        return _download_retry(render, hold, f"storage error ({error})")
+        part.replace(folder / CHECKED)  # whole and checked: the next attempt only puts it (see CHECKED)
+        detail = error.strerror if isinstance(error, OSError) and error.strerror else error
+        return _download_retry(render, hold, f"storage error ({detail})", checked=True)
     moved = advance(
         render.pk,
         State.DOWNLOADING,

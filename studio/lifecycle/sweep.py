@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from studio import queue, storage
-from studio.lifecycle.download import PART, alert_file_lost, is_temporary, remove_temporary
+from studio.lifecycle.download import CHECKED, PART, alert_file_lost, is_temporary, remove_temporary
 from studio.lifecycle.transitions import advance
 from studio.models import IN_FLIGHT, GatewayAlert, Lease, Render, State
 from studio.money import ledger
@@ -151,8 +151,10 @@ def remove_orphans() -> int:
             removed += remove_temporary(folder)
             continue
         lease_until = downloading[render_id]
-        if lease_until is None or lease_until < now:  # no attempt holds it: keep only what the next resumes
-            removed += remove_temporary(folder, keep=(PART,))
+        if (
+            lease_until is None or lease_until < now
+        ):  # no attempt holds it: keep only what the next resumes or puts
+            removed += remove_temporary(folder, keep=(PART, CHECKED))
     return removed
 
 
