@@ -74,7 +74,7 @@ class Cursor:
         if since is None:
             return None
         floor = parse_time(query.get("floor", "")) or since
-        shown = frozenset(_uuids(query.getlist("shown")[: MAX_SHOWN * 2]))
+        shown = frozenset(parse_uuids(query.getlist("shown")[: MAX_SHOWN * 2]))
         sent = frozenset(_stamps(query.getlist("sent")[: MAX_SHOWN * 2]))
         oldest = parse_time(query.get("oldest", ""))
         return cls(since=since, floor=floor, shown=shown, oldest=oldest, sent=sent)
@@ -147,7 +147,8 @@ def _stamps(values: Iterable[str]) -> Iterable[tuple[uuid.UUID, datetime]]:
             continue
 
 
-def _uuids(values: Iterable[str]) -> Iterable[uuid.UUID]:
+def parse_uuids(values: Iterable[str]) -> Iterable[uuid.UUID]:
+    """The values that are UUIDs, as UUIDs (the rest are skipped)."""
     for value in values:
         try:
             yield uuid.UUID(value)

@@ -251,6 +251,11 @@ class Render(models.Model):
         return pricing.cancel_cost(self.quote, self.progress / 100, started=self.state == State.RUNNING)
 
     @property
+    def clip_seconds(self) -> float:
+        """How long the clip is: its measured duration once downloaded, else the duration asked for."""
+        return self.video_duration or float(self.duration_seconds)
+
+    @property
     def duration_seconds(self) -> int:
         return self.seconds or int(self.params.get("duration_seconds") or self.spec.default_duration)
 

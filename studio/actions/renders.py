@@ -78,13 +78,14 @@ def do_submit_variants(user, order: RenderOrder, team=ACTIVE_TEAM) -> list[Rende
             return _group_of(existing)
     quote = ledger.quote(order.model, order.params)
     group = uuid.uuid4() if count > 1 else None
+    team = access.active_team(user) if team is ACTIVE_TEAM else team  # once: every take in the same team
     now = timezone.now()
     try:
         with transaction.atomic():
             renders = [
                 Render.objects.create(
                     user=user,
-                    team=access.active_team(user) if team is ACTIVE_TEAM else team,
+                    team=team,
                     private=order.private,
                     seconds=quote.seconds,
                     model=order.model,

@@ -3,7 +3,6 @@ browser notifications and, on the review queue, the queue itself, as out-of-band
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from django.contrib.auth.decorators import login_required
@@ -13,14 +12,17 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from studio import access, live
-from studio.cursor import parse_time
+from studio.cursor import parse_time, parse_uuids
 from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.views.review import QUEUE_SIZE
 
 
-def live_parts(request: AuthenticatedHtmxRequest, since: datetime) -> list[tuple[str, dict]]:
-    """What every poll answer carries besides its own: the review badge (for reviewers) and the notices."""
-    teams = access.reviewer_team_ids(request.user)
+def live_parts(
+    request: AuthenticatedHtmxRequest, since: datetime, teams: set[int] | None = None
+) -> list[tuple[str, dict]]:
+    """What every poll answer carries besides its own: the review badge (for reviewers) and the notices.
+    `teams`: the user's reviewer teams, when the caller has them already."""
+    teams = access.reviewer_team_ids(request.user) if teams is None else teams
     parts: list[tuple[str, dict]] = []
     if teams:
         parts.append(("base.html#to-review-badge", {"oob_badge": True}))
@@ -30,12 +32,11 @@ def live_parts(request: AuthenticatedHtmxRequest, since: datetime) -> list[tuple
     return parts
 
 
-def _queue_parts(request: AuthenticatedHtmxRequest) -> list[tuple[str, dict]]:
+def _queue_parts(request: AuthenticatedHtmxRequest, teams: set[int]) -> list[tuple[str, dict]]:
     """The review queue page's changes: its heading's count, clips teammates decided off, new clips on."""
-    teams = access.reviewer_team_ids(request.user)
     if not teams:
         return []
-    shown = list(_uuids(request.GET.getlist("queued")[:QUEUE_SIZE]))
+    shown = list(parse_uuids(request.GET.getlist("queued")[:QUEUE_SIZE]))
     changes = live.queue_changes(request.user, shown, teams, QUEUE_SIZE)
     return [
         ("review_queue.html#queue-count", {"oob_count": True}),
@@ -44,14 +45,6 @@ def _queue_parts(request: AuthenticatedHtmxRequest) -> list[tuple[str, dict]]:
             {"gone": changes.gone, "added": changes.added, "can_review": True},
         ),
     ]
-
-
-def _uuids(values: list[str]):
-    for value in values:
-        try:
-            yield uuid.UUID(value)
-        except ValueError:
-            continue
 
 
 @login_required
@@ -63,11 +56,12 @@ def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
         return HttpResponseBadRequest("since must be an ISO-8601 timestamp with a time zone")
     now = timezone.now()  # before the queries: what happens meanwhile is found by the next poll
     on_queue = request.GET.get("queue") == "1"
+    teams = access.reviewer_team_ids(request.user)
     return render_partials(
         request,
         ("base.html#live-poll", {"live_since": now, "live_queue": on_queue}),
-        *live_parts(request, since),
-        *(_queue_parts(request) if on_queue else []),
+        *live_parts(request, since, teams),
+        *(_queue_parts(request, teams) if on_queue else []),
     )
 
 

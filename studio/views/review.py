@@ -51,10 +51,6 @@ def _comments(item: Render) -> list:
     return list(item.comments.select_related("author").order_by(*order))
 
 
-def _clip_seconds(item: Render) -> float:
-    return item.video_duration or float(item.duration_seconds)
-
-
 def _detail_context(request: AuthenticatedHtmxRequest, item: Render) -> dict:
     visible = Render.objects.for_user(request.user)
     billed = item.billed_cost
@@ -71,7 +67,7 @@ def _detail_context(request: AuthenticatedHtmxRequest, item: Render) -> dict:
             item.model, item.params
         ).total,  # at today's rates, as the re-run is billed
         "rerun_token": uuid.uuid4(),  # a double-clicked re-run is one render, as in the studio form
-        "clip_seconds": _clip_seconds(item),
+        "clip_seconds": item.clip_seconds,
         "ledger": list(item.ledger.all()),  # what holding, settling or releasing this render cost
         **(panel_context(item) if request.user.is_staff else {}),
         **(share_links_context(request, item) if access.can_share(request.user, item) else {}),
@@ -119,7 +115,7 @@ def review(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
 def comment_add(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResponse:
     """Add a comment, optionally pinned to a moment of the clip; answers with the comments list."""
     item = access.get_render_for_user(request.user, render_id)
-    form = CommentForm(request.POST, clip_seconds=_clip_seconds(item))
+    form = CommentForm(request.POST, clip_seconds=item.clip_seconds)
     if not form.is_valid():
         return _rejected(form)
     do_add_comment(item, request.user, form.cleaned_data["text"], form.cleaned_data["at"])

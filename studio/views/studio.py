@@ -72,10 +72,7 @@ def _variants_context(form: RenderForm, estimate) -> dict:
 def _budget_note(request: AuthenticatedHtmxRequest, context: dict) -> dict:
     """The context plus what the estimate says when the render (all its takes) would exceed the team's or the
     member's budget."""
-    total = context.get("batch_total")
-    if total is None:
-        estimate = context.get("estimate")
-        total = estimate.total if estimate is not None else None
+    total = context["batch_total"]  # None exactly when there is no estimate
     if total is None:
         return context
     team = access.active_team(request.user)

@@ -102,7 +102,7 @@ def viewer(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespo
         "render": item,
         "list": _list_around(request, item),
         "comments": _comments(item),
-        "clip_seconds": item.video_duration or float(item.duration_seconds),
+        "clip_seconds": item.clip_seconds,
         "frame_rate": FRAME_RATE,
     }
     if request.htmx and not request.htmx.history_restore_request:
@@ -119,7 +119,7 @@ def frame(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpRespon
         return HttpResponse(
             "This render has no clip to take a frame from.", status=404, content_type="text/plain"
         )
-    form = FrameForm(request.GET, clip_seconds=item.video_duration or float(item.duration_seconds))
+    form = FrameForm(request.GET, clip_seconds=item.clip_seconds)
     if not form.is_valid():
         text = " ".join(str(error) for errors in form.errors.values() for error in errors)
         return HttpResponse(text, status=400, content_type="text/plain; charset=utf-8")
