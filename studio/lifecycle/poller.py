@@ -598,7 +598,7 @@ def run_poller(
                             break
                 if now >= next_sweep:
                     next_sweep = now + 5
-                    work_left = sweep().get("in_flight", True)
+                    work_left = sweep(files=False).get("in_flight", True)  # files: the scheduled sweep's
                 if time.monotonic() >= next_dispatch:  # a scan of the schedule at most every few ms
                     next_dispatch = time.monotonic() + DISPATCH_EVERY
                     poller.dispatch()

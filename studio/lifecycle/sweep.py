@@ -34,8 +34,12 @@ FILE_CHECK_BATCH = 2000
 RECENTLY_EXPIRED = timedelta(hours=1)
 
 
-def sweep() -> dict:
-    """Revive anything stuck, from the database alone: lost submissions, lost downloads, a dead poller."""
+def sweep(*, files: bool = True) -> dict:
+    """Revive anything stuck, from the database alone: lost submissions, lost downloads, a dead poller.
+
+    `files`: also check finished clips' files and remove orphaned temporary files (each at most once a minute,
+    under a lease). The poller's loop passes False: on an object store the check is a HEAD per clip, which would
+    hold up every poll; the scheduled sweep (tasks.sweep, once a minute) does it."""
     now = timezone.now()
     limit = now - timedelta(seconds=settings.GATEWAY_TIMEOUT["read"] + 60)
     unknown = 0
@@ -57,8 +61,8 @@ def sweep() -> dict:
     )
     revived = stuck_downloads.update(next_attempt_at=now)
     settled = ledger.settle_missing()
-    files = check_files(now) if _due(FILE_CHECK_LEASE, FILE_CHECK_EVERY) else {}
-    orphans = remove_orphans() if _due(TEMP_SWEEP_LEASE, TEMP_SWEEP_EVERY) else 0
+    files_report = check_files(now) if files and _due(FILE_CHECK_LEASE, FILE_CHECK_EVERY) else {}
+    orphans = remove_orphans() if files and _due(TEMP_SWEEP_LEASE, TEMP_SWEEP_EVERY) else 0
     in_flight = Render.objects.filter(state__in=IN_FLIGHT).exists()
     if in_flight:
         queue.ensure_poller()
@@ -67,7 +71,7 @@ def sweep() -> dict:
         "downloads_revived": revived,
         "settled": settled,
         "in_flight": in_flight,
-        **files,
+        **files_report,
         "temporary_files_removed": orphans,
     }
 
