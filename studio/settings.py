@@ -407,9 +407,7 @@ STUDIO_HTTPS = envbool("STUDIO_HTTPS")
 # Trust X-Forwarded-For/-Proto from a proxy in front (studio/netaddr.py picks the client's address with it).
 STUDIO_BEHIND_PROXY = envbool("STUDIO_BEHIND_PROXY", default=STUDIO_HTTPS)
 # How many proxies in front append to X-Forwarded-For (nginx or Caddy alone: 1).
-STUDIO_PROXY_COUNT = envint("STUDIO_PROXY_COUNT", 1)
-if STUDIO_PROXY_COUNT < 1:
-    raise _unparsable("STUDIO_PROXY_COUNT", os.environ["STUDIO_PROXY_COUNT"], "a whole number of at least 1")
+STUDIO_PROXY_COUNT = envcount("STUDIO_PROXY_COUNT", 1)
 _hsts_seconds = envint("STUDIO_HSTS_SECONDS", 31_536_000)  # a year, as `check --deploy` asks
 _hsts_preload = envbool("STUDIO_HSTS_PRELOAD")  # a preload list entry is hard to undo: opt in
 if STUDIO_BEHIND_PROXY:
@@ -555,7 +553,8 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": STUDIO_LOG_FORMAT,
-            "filters": ["render", "redact"],
+            # render_id and task_id only where they are printed: the filter looks a render's task id up
+            "filters": ["render", "redact"] if STUDIO_LOG_FORMAT == "json" else ["redact"],
         },
     },
     "root": {"handlers": ["console"], "level": envchoice("STUDIO_LOG_LEVEL", "INFO", LOG_LEVELS)},

@@ -83,11 +83,6 @@ def put_file(name: str, source: Path) -> None:
         source.unlink()
 
 
-def delete(name: str) -> None:
-    """Remove a stored file (no error if it is already gone)."""
-    default_storage.delete(name)
-
-
 def signed_url(name: str, content_type: str, *, filename: str = "", as_attachment: bool = False) -> str:
     """A pre-signed GET link to an object-store file, valid STUDIO_MEDIA_URL_SECONDS.
 

@@ -163,7 +163,7 @@ def feed_query(
         changed |= Q(state__in=AT_GATEWAY) & fresh
     submits = Q(state=State.PENDING) & (
         Q(next_attempt_at__lte=now)
-        | Q(next_attempt_at__isnull=True, created_at__lte=now - timedelta(seconds=10))
+        | Q(next_attempt_at__isnull=True, created_at__lte=now - SUBMIT_TASK_LOST_AFTER)
     )
     downloads = Q(state=State.DOWNLOADING, next_attempt_at__lte=now) & (
         Q(lease_until__isnull=True) | Q(lease_until__lt=now)
