@@ -228,7 +228,7 @@ def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
     return render_partials(
         request,
         ("studio.html#poll", {"polling": in_flight, "cursor": later}),
-        ("studio.html#new-renders", {"renders": new, "items": group_variants(new)}),
+        ("studio.html#new-renders", {"items": group_variants(new)}),
         *[("studio.html#render", {"render": item, "oob_card": "true"}) for item in changed],
         *live_parts(request, cursor.since),
     )
@@ -260,7 +260,7 @@ def older(request: AuthenticatedHtmxRequest) -> HttpResponse:
     return render_partials(
         request,
         ("studio.html#older", {"older_query": _older_query(renders[-1]) if more else ""}),
-        ("studio.html#older-renders", {"renders": renders, "items": group_variants(renders)}),
+        ("studio.html#older-renders", {"items": group_variants(renders)}),
         ("studio.html#poll", {"polling": True, "cursor": cursor, "oob_poll": True}),
     )
 
