@@ -109,18 +109,29 @@ class ShareGone(Exception):
         self.link = link
 
 
+def _signed_id(salt: str, pk: uuid.UUID) -> str:
+    """A row's id, signed: what a link carries so that no one can guess or forge another (share links,
+    invitations). The row decides what the link may still do; the signature only names it."""
+    return signing.Signer(salt=salt).sign(pk.hex)
+
+
+def _id_from_token(salt: str, token: str, message: str) -> uuid.UUID:
+    """The id a `_signed_id` token names; Http404 with `message` for a tampered or malformed one."""
+    try:
+        return uuid.UUID(hex=signing.Signer(salt=salt).unsign(token))
+    except (signing.BadSignature, ValueError) as error:
+        raise Http404(message) from error
+
+
 def share_token(link: ShareLink) -> str:
     """What a share link's URL carries: its id, signed, so that no one can guess or forge another."""
-    return signing.Signer(salt=SHARE_SALT).sign(link.pk.hex)
+    return _signed_id(SHARE_SALT, link.pk)
 
 
 def get_share_for_token(token: str) -> ShareLink:
     """The live share link a token names, with its render; Http404 for a forged or unknown token, ShareGone
     for an expired or revoked link, or one whose clip is gone (it is not playable any more)."""
-    try:
-        link_id = uuid.UUID(hex=signing.Signer(salt=SHARE_SALT).unsign(token))
-    except (signing.BadSignature, ValueError) as error:
-        raise Http404("No such link.") from error
+    link_id = _id_from_token(SHARE_SALT, token, "No such link.")
     link = ShareLink.objects.select_related("render").filter(pk=link_id).first()
     if link is None:
         raise Http404("No such link.")
@@ -236,7 +247,7 @@ def get_render_for_init_image_token(token: str) -> Render:
 def invitation_token(invitation: Invitation) -> str:
     """The signed token of an invitation's link. It only names the invitation: whether it can still be used
     (expiry, use, revocation) is the row's to say, so revoking works and nothing is decided by the link."""
-    return signing.Signer(salt=INVITATION_SALT).sign(invitation.pk.hex)
+    return _signed_id(INVITATION_SALT, invitation.pk)
 
 
 def invitation_path(invitation: Invitation) -> str:
@@ -258,10 +269,7 @@ def invitation_url(invitation: Invitation, request=None) -> str:
 def get_invitation_for_token(token: str) -> Invitation:
     """The invitation a signed token names, in whatever state (its page says why it cannot be used); a
     tampered or unknown token is 404, saying nothing more."""
-    try:
-        invitation_id = uuid.UUID(signing.Signer(salt=INVITATION_SALT).unsign(token))
-    except (signing.BadSignature, ValueError) as error:
-        raise Http404("This invitation link is not valid.") from error
+    invitation_id = _id_from_token(INVITATION_SALT, token, "This invitation link is not valid.")
     invitation = Invitation.objects.select_related("team").filter(pk=invitation_id).first()
     if invitation is None:
         raise Http404("This invitation link is not valid.")
