@@ -13,6 +13,7 @@ import argparse
 import itertools
 import json
 import logging
+import multiprocessing
 import os
 import resource
 import socket
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -32,17 +33,19 @@ import httpx
 from studio.bootstrap import prepare_data_dir
 
 
-def _setup() -> None:
+def _setup(*, fresh: bool = True) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
     data = Path(os.environ.setdefault("STUDIO_DATA_DIR", tempfile.mkdtemp(prefix="studio-bench-")))
-    (data / "studio.sqlite3").unlink(missing_ok=True)
-    prepare_data_dir()
+    if fresh:
+        (data / "studio.sqlite3").unlink(missing_ok=True)
+        prepare_data_dir()
     import django
 
     django.setup()
-    from django.core.management import call_command
+    if fresh:
+        from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
+        call_command("migrate", verbosity=0)
 
 
 def _percentile(values: list[float], pct: float) -> float:
@@ -134,6 +137,45 @@ class _Writes:
         return execute(sql, params, many, context)
 
 
+def _worker_setup(base_url: str) -> None:
+    """A bench worker process: Django against the bench's database and gateway; what it would enqueue is left to
+    the poller (which finds due submissions and downloads itself)."""
+    _setup(fresh=False)
+    logging.getLogger("studio").setLevel(logging.ERROR)
+    from django.conf import settings
+
+    from studio import queue
+
+    settings.BYTESPIKE_BASE_URL = base_url
+    settings.GATEWAY_ALLOWED_RESULT_HOSTS = ["127.0.0.1"]
+    _plain_static(settings)
+    queue.enqueue = lambda name, *ids: None
+
+
+def _plain_static(settings) -> None:
+    """No manifest is built for a bench: static files are served by name."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+def _worker_submit(render_id: str) -> None:
+    from django.db import connections
+
+    from studio.lifecycle import submit, transitions
+
+    with transitions.client_factory() as client:
+        submit.submit_step(render_id, client)
+    connections.close_all()
+
+
+def _worker_download(render_id: str) -> None:
+    from studio import tasks
+
+    tasks.download_render(render_id)
+
+
 def bench_poller(renders: int, speed: float) -> dict:
     """Submit `renders` renders while one poller runs, until every one is finished and downloaded; measure the
     cadence from the gateway's own log of polls (so in real seconds: the cadence is not sped up)."""
@@ -142,10 +184,10 @@ def bench_poller(renders: int, speed: float) -> dict:
     from django.db import connections
     from django.db.backends.signals import connection_created
 
-    from studio import queue, tasks
+    from studio import queue
     from studio.actions.renders import do_submit_render
     from studio.forms import RenderForm
-    from studio.lifecycle import poller, submit, transitions
+    from studio.lifecycle import poller
     from studio.models import IN_FLIGHT, Render, State
 
     process, base_url = _start_gateway(speed)
@@ -161,17 +203,11 @@ def bench_poller(renders: int, speed: float) -> dict:
     connection_created.connect(wrap)
     for conn in connections.all():
         wrap(None, conn)
-    downloads = ThreadPoolExecutor(4, thread_name_prefix="bench-download")  # as STUDIO_Q_WORKERS would
-    side_cpu = [0.0]  # CPU seconds of the bench's own threads (submitting, downloading): not the poller's
-    cpu_lock = threading.Lock()
-
-    def download(render_id: str) -> None:
-        t0 = time.thread_time()
-        try:
-            tasks.download_render(render_id)
-        finally:
-            with cpu_lock:
-                side_cpu[0] += time.thread_time() - t0
+    # Submissions and downloads run in worker processes, as a cluster's q workers do (STUDIO_Q_WORKERS): they
+    # share the cores with the poller, not its interpreter.
+    workers = ProcessPoolExecutor(
+        4, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup, initargs=(base_url,)
+    )
 
     real_enqueue = queue.enqueue
     noticed: dict[str, float] = {}  # render id -> when the poller queued its download (it saw "completed")
@@ -180,7 +216,7 @@ def bench_poller(renders: int, speed: float) -> dict:
         # No cluster here: downloads go to a small pool, the poller is restarted by the loop below.
         if name == "download_render":
             noticed.setdefault(str(ids[0]), time.time())
-            downloads.submit(download, *ids)
+            workers.submit(_worker_download, str(ids[0]))
 
     submitting = threading.Event()
     submitting.set()
@@ -202,37 +238,27 @@ def bench_poller(renders: int, speed: float) -> dict:
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     thread = threading.Thread(target=poller_loop, name="poller-bench")
     thread.start()
-    client = transitions.client_factory()
-
-    def send(render_id) -> None:
-        t0 = time.thread_time()
-        try:
-            submit.submit_step(render_id, client)
-        finally:
-            with cpu_lock:
-                side_cpu[0] += time.thread_time() - t0
-            connections.close_all()
-
     try:
         # A batch arrives as `render --from` sends it: several submissions at once.
-        with ThreadPoolExecutor(4, thread_name_prefix="bench-submit") as submitters:
-            list(submitters.map(send, ids))
+        list(workers.map(_worker_submit, [str(pk) for pk in ids]))
         submit_seconds = time.perf_counter() - started
         submitting.clear()
         thread.join()
-        downloads.shutdown(wait=True)
+        workers.shutdown(wait=True)
         log = httpx.get(f"{base_url}/_emulator/polls", timeout=60).json()["tasks"]
+        if os.environ.get("STUDIO_BENCH_KEEP_LOG"):  # the raw poll log, for a look at lateness over time
+            Path(os.environ["STUDIO_BENCH_KEEP_LOG"]).write_text(json.dumps(log))
         gateway_cpu = _process_cpu(process.pid)
     finally:
         submitting.clear()
         queue.enqueue = real_enqueue
         connection_created.disconnect(wrap)
-        client.close()
+        workers.shutdown(wait=False, cancel_futures=True)
         process.terminate()
         process.wait(timeout=30)
     elapsed = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (usage.ru_utime + usage.ru_stime) - (usage0.ru_utime + usage0.ru_stime) - side_cpu[0]
+    cpu = (usage.ru_utime + usage.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     lateness = gateway_lateness(log, settings.STUDIO_POLL_SCALE, settings.STUDIO_STALL_AFTER_SECONDS)
     times = sorted(t for entry in log.values() for t in entry["polls"])
     edges = sorted(
@@ -626,10 +652,7 @@ def main() -> None:
     logging.getLogger("studio").setLevel(logging.ERROR)  # a thousand renders' log lines are not the figures
     from django.conf import settings
 
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
+    _plain_static(settings)
     print(
         f"Poller, measured at the gateway (its log of every poll; real seconds, cadence scale "
         f"{settings.STUDIO_POLL_SCALE}), emulator speed {args.speed} in its own process:"

@@ -21,6 +21,9 @@ import imageio_ffmpeg
 from PIL import Image, UnidentifiedImageError
 
 FFMPEG_TIMEOUT = 30  # seconds, for each ffmpeg run
+# Checking a downloaded clip (probe, poster, full decode) is batch work: it runs below the poller and the web
+# server, whose answers someone is waiting for (see run_ffmpeg).
+BATCH_NICE = 10
 
 MIB = 1024 * 1024
 DEFAULT_MAX_IMAGE_BYTES = 10 * MIB
@@ -70,6 +73,28 @@ _VIDEO_STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+.*?: Video: ([A-Za-z0-9_]+)(.
 _SIZE_RE = re.compile(r"(?:^|[\s,])(\d{1,5})x(\d{1,5})(?=[\s,\[]|$)")
 
 
+def run_ffmpeg(
+    cmd: list[str], *, timeout: float, nice: int = 0, cwd: Path | str | None = None
+) -> subprocess.CompletedProcess:
+    """subprocess.run(cmd, capture_output=True), with the child `nice` steps below this process.
+
+    The priority is set right after the child starts (a preexec_fn would force a fork of this threaded process,
+    and `nice` on the command line an extra exec); a child that has already exited is left as it is."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd) as proc:  # noqa: S603
+        if nice:
+            try:
+                os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+            except OSError:
+                pass
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            exc.stdout, exc.stderr = proc.communicate()  # reaped: nothing is left running
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _ffmpeg_input(path: Path) -> str:
     """An input argument ffmpeg cannot mistake for an option or another protocol."""
     return "file:" + str(Path(path).resolve())
@@ -91,7 +116,7 @@ def probe_video(path: Path) -> VideoInfo:
         raise MediaError(f"{path.name} does not exist.")
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(path)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT, check=False)
+        proc = run_ffmpeg(cmd, timeout=FFMPEG_TIMEOUT, nice=BATCH_NICE)
     except subprocess.TimeoutExpired as exc:
         raise MediaTimeout(f"Reading {path.name} took longer than {FFMPEG_TIMEOUT} s.") from exc
     # ffmpeg always exits non-zero here ("At least one output file must be specified"): judge by
@@ -145,7 +170,7 @@ def _run_poster(video: Path, tmp: Path, at_seconds: float) -> str | None:
         str(tmp),
     ]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT, check=False)
+        proc = run_ffmpeg(cmd, timeout=FFMPEG_TIMEOUT, nice=BATCH_NICE)
     except subprocess.TimeoutExpired:
         return f"ffmpeg took longer than {FFMPEG_TIMEOUT} s"
     if proc.returncode != 0 or tmp.stat().st_size == 0:
@@ -241,7 +266,7 @@ def decode_check(path: Path, timeout: float = FFMPEG_TIMEOUT) -> None:
         *("-i", _ffmpeg_input(path), "-f", "null", "-"),
     ]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+        proc = run_ffmpeg(cmd, timeout=timeout, nice=BATCH_NICE)
     except subprocess.TimeoutExpired as exc:
         raise MediaTimeout(f"Decoding {path.name} took longer than {timeout:g} s.") from exc
     if proc.returncode != 0:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from studio import media
 from studio.media import (
     ImageInfo,
     MediaError,
@@ -248,3 +252,24 @@ def test_sniff_image_rejects_over_max_pixels_before_decoding():
 def test_sniff_image_rejects_empty():
     with pytest.raises(MediaError, match="empty"):
         sniff_image(b"")
+
+
+def test_clip_checks_run_below_the_poller_and_web_server():
+    """ffmpeg's batch work (probe, poster, full decode) runs niced, so polls and pages are answered first."""
+    cmd = [
+        sys.executable,
+        "-c",
+        "import os, time; time.sleep(0.3); print(os.getpriority(os.PRIO_PROCESS, 0))",
+    ]
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert int(media.run_ffmpeg(cmd, timeout=30, nice=media.BATCH_NICE).stdout) == min(19, mine + 10)
+    assert int(media.run_ffmpeg(cmd, timeout=30).stdout) == mine
+
+
+def test_an_ffmpeg_run_past_its_timeout_is_killed():
+    cmd = [sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(60)"]
+    with pytest.raises(subprocess.TimeoutExpired) as raised:
+        media.run_ffmpeg(cmd, timeout=1, nice=media.BATCH_NICE)
+    child = int(raised.value.stdout)  # it told its pid before the timeout
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
+        os.kill(child, 0)

@@ -22,10 +22,15 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
+from studio.media import run_ffmpeg
+
 FONT_PATH = Path(__file__).resolve().with_name("DejaVuSans.ttf")
 MAX_PROMPT_LINES = 10
 DATA_URI = re.compile(r"^data:(image/[A-Za-z0-9.+-]+)(;[^,;]*)*;base64,(.*)$", re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+RENDER_NICE = 10  # the emulator's renders stand for the gateway's GPUs: they yield to the studio's own work
 
 
 class RenderError(RuntimeError):
@@ -188,13 +193,8 @@ def render_clip(
             timecode="timecode.txt",
         )
         try:
-            result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                cmd,
-                cwd=work,
-                capture_output=True,
-                timeout=timeout or max(120.0, duration * 15),
-                check=False,
-            )
+            # At the lowest priority: the clip stands for the gateway's own GPUs, not the studio's cores.
+            result = run_ffmpeg(cmd, cwd=work, timeout=timeout or max(120.0, duration * 15), nice=RENDER_NICE)
         except (OSError, subprocess.TimeoutExpired) as exc:
             partial.unlink(missing_ok=True)
             raise RenderError(f"ffmpeg could not run: {exc}") from exc
