@@ -6,6 +6,7 @@ What is asserted is what the database and the gateway's own log of polls show, i
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -60,6 +61,19 @@ def polls_of(emulator, render: Render) -> list[float]:
 
 def when(unix: float) -> datetime:
     return datetime.fromtimestamp(unix, tz=UTC)
+
+
+@contextlib.contextmanager
+def forgotten_pause(client: GatewayClient):
+    """The shared cache outlives a test's database rows: the pause is removed afterwards, for the next test."""
+    from django.core.cache import cache
+
+    from studio.lifecycle.poller import _pause_key
+
+    try:
+        yield
+    finally:
+        cache.delete(_pause_key(client.base_url))
 
 
 def poll_in_background(until) -> list[str]:
@@ -133,7 +147,8 @@ def test_a_429_with_retry_after_holds_every_poll_to_that_gateway(still, owner, q
     )
     still.add_fault("poll", status=429, retry_after=3)
 
-    poll_in_background(lambda: all(len(polls_of(still, r)) >= 2 for r in [first, *others]))
+    with GatewayClient() as client, forgotten_pause(client):
+        poll_in_background(lambda: all(len(polls_of(still, r)) >= 2 for r in [first, *others]))
 
     answered_429 = polls_of(still, first)[0]
     later = [t for r in [first, *others] for t in polls_of(still, r) if t > answered_429]
@@ -214,3 +229,108 @@ def test_reading_a_render_again_while_its_poll_is_in_flight_sends_no_second_poll
     connections.close_all()
     assert in_flight == 1
     assert Hanging.calls == 1
+
+
+def answered(state: str, progress: int | None = None):
+    from studio.gateway.types import TaskState, TaskStatus
+
+    return TaskStatus(task_id="t", state=TaskState(state), raw_status=state, progress=progress)
+
+
+def test_a_start_is_written_with_the_batch_from_queued_only(still, owner, caplog):
+    """The gateway saying "running" is written with the next batch, by one conditional update from queued: the
+    row shows running with its start time; a render someone else moved on meanwhile keeps what they wrote."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from studio.lifecycle.poller import Poller
+
+    started, moved_on = sent(owner, "Starts"), sent(owner, "Cancelled meanwhile")
+    with GatewayClient() as client, ThreadPoolExecutor(1) as pool:
+        poller = Poller(client, pool, limit=1)
+        poller.feed()
+        for render in (started, moved_on):
+            poller._apply(poller.tracked[render.pk], answered("running", 10))  # noqa: SLF001
+        assert fresh(started).state == State.QUEUED  # not yet: with the batch
+        Render.objects.filter(pk=moved_on.pk).update(state=State.CANCELLED)
+        with caplog.at_level("INFO", logger="studio.lifecycle"):
+            poller.flush(schedule=False)
+
+    started, moved_on = fresh(started), fresh(moved_on)
+    assert (started.state, started.progress, started.poll_count) == (State.RUNNING, 10, 1)
+    assert started.started_at is not None
+    assert f"Render {started.pk} is now running" in caplog.text
+    assert moved_on.state == State.CANCELLED and moved_on.started_at is None
+
+
+def test_no_poll_goes_out_while_a_renders_state_change_is_being_written(still, owner, queue):
+    """A completion is written by the writer thread while the loop goes on; the render is not polled again until
+    its row has been read back (and, once downloading, it is not polled at all)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from studio.gateway.types import TaskState, TaskStatus
+    from studio.lifecycle.poller import Poller
+
+    render = sent(owner)
+    queue.pending()
+    writing = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        writing.set()
+        release.wait(timeout=30)
+
+    done = TaskStatus(
+        task_id=render.gateway_task_id,
+        state=TaskState.COMPLETED,
+        raw_status="completed",
+        progress=100,
+        result_url=f"{still.base_url}/files/x.mp4",
+        billed_credits=None,
+    )
+    with GatewayClient() as client, ThreadPoolExecutor(2) as pool, ThreadPoolExecutor(1) as writer:
+        writer.submit(hold)  # the writer is busy: the completion waits behind it
+        poller = Poller(client, pool, limit=2, writer=writer)
+        poller.feed()
+        entry = poller.tracked[render.pk]
+        poller._apply(entry, done)  # noqa: SLF001
+        assert writing.wait(timeout=30)
+        entry.due = 0
+        poller.dispatch()
+        sent_while_writing = len(poller.running)
+        state_while_writing = fresh(render).state
+        release.set()
+        poller.drain()
+        writer.submit(connections.close_all).result()
+    connections.close_all()
+    assert sent_while_writing == 0
+    assert state_while_writing == State.QUEUED
+    assert fresh(render).state == State.DOWNLOADING
+    assert render.pk not in poller.tracked
+    assert queue.names() == ["download_render"]
+
+
+def test_a_429_holds_the_polls_of_every_cluster_not_just_the_one_that_got_it(still, owner):
+    """Clusters share the gateway: the Retry-After one of them got is read by the others (the shared cache) at
+    their next lease check, and they hold their polls too."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from studio.lifecycle.poller import Poller
+
+    mine, theirs = sent(owner, "Polled by the cluster that gets the 429"), sent(owner, "Polled by another")
+    still.add_fault("poll", status=429, retry_after=30)
+    with GatewayClient() as client, ThreadPoolExecutor(2) as pool, forgotten_pause(client):
+        first, second = Poller(client, pool, limit=2), Poller(client, pool, limit=2)
+        first.feed()
+        first.tracked.pop(theirs.pk)
+        first.tracked[mine.pk].due = 0
+        first.dispatch()
+        first.drain()  # the 429
+        second.feed()
+        second.tracked.pop(mine.pk)
+        second.tracked[theirs.pk].due = 0
+        second.adopt_pause()  # its lease check
+        second.dispatch()
+        held = len(second.running)
+    connections.close_all()
+    assert len(polls_of(still, mine)) == 1  # the one answered 429
+    assert held == 0 and polls_of(still, theirs) == []

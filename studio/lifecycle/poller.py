@@ -10,11 +10,15 @@ its renders at the gateway in memory, so a poll whose answer changes nothing cos
   through, a cancel was asked for, someone else moved a render on) and what is due to be (re)submitted or whose
   download is due again;
 - due polls go to a pool of threads that do HTTP only, over one shared keep-alive client; the loop thread applies
-  the answers. State changes (started, completed, failed, stalled, lost) are written at once with the usual
-  conditional update (`transitions.advance`, through `poll.apply_status`); progress, the poll count and error
-  count, and `next_poll_at` are written in batches (one UPDATE per few hundred rows), and all of it when the run
-  hands over, so a successor and the sweep see a truthful schedule;
-- a 429 with Retry-After pauses every poll to that gateway, not just the one render's;
+  the answers. A start (queued -> running) is written with the next batch, by one conditional update from
+  queued for the batch. The other state changes (completed, failed, cancelled, stalled, lost) are written at
+  once with the usual conditional update (`transitions.advance`, through `poll.apply_status`) by one writer
+  thread with its own connection, so the loop goes on dispatching polls while they are written; the render is not
+  polled again until its row has been read back. Progress, the poll count and error count, and `next_poll_at`
+  are written in batches (one UPDATE per few hundred rows), and all of it when the run hands over, so a successor
+  and the sweep see a truthful schedule;
+- a 429 with Retry-After pauses every poll to that gateway, not just the one render's, on every cluster: the
+  pause is put in the shared cache, and each run reads it at its lease check (every second);
 - a render with a cancel to send goes the old way (`poll.poll_step` in a pool thread, with its own connection,
   closed afterwards): the cancel is tried and the render is polled as usual in the same step.
 
@@ -25,12 +29,16 @@ in flight are applied and its schedule written before its lease is released.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +47,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connections
 from django.db.models import Field, Q, Value
 from django.db.models.expressions import RawSQL
@@ -105,8 +114,9 @@ class Tracked:
     since: datetime  # when the gateway got it (the cadence's clock)
     wants_cancel: bool
     shard: int = 0
-    busy: bool = False  # a poll (or cancel step) is in flight
+    busy: bool = False  # a poll, a cancel step or a state change is in flight
     dirty: bool = False  # progress or counts not yet written
+    started_at: datetime | None = None  # set with `starting`: the gateway said running, not yet written
     schedule_dirty: bool = False  # next_poll_at not yet written
     next_poll_at: datetime | None = None
 
@@ -135,6 +145,18 @@ def _in_thread(step, *args) -> str:
         return "error"
     finally:
         connections.close_all()
+
+
+def _write_step(pk: uuid.UUID, step) -> dict | None:
+    """On the writer thread: a state change's conditional update, then the row as it is now (None once it has
+    left the gateway). Its connection stays open for the next one; the run closes it at the end."""
+    try:
+        render = Render.objects.filter(pk=pk, state__in=AT_GATEWAY).first()
+        if render is not None:
+            step(render)
+    except Exception:
+        log.exception("Writing a poll's outcome for render %s failed", pk)
+    return Render.objects.filter(pk=pk, state__in=AT_GATEWAY).values(*FIELDS).first()
 
 
 def _poll_only(client: GatewayClient, model: str, task_id: str):
@@ -182,6 +204,30 @@ def poller_has_work() -> bool:
     ).exists()
 
 
+def _pause_key(base_url: str) -> str:
+    return "poller:paused-until:" + hashlib.sha256(base_url.encode()).hexdigest()[:16]
+
+
+def share_pause(base_url: str, until: float) -> None:
+    """Tell every cluster to hold its polls to this gateway until `until` (unix time), in the shared cache (the
+    database, or Redis when scaled out). A later pause wins; the key expires with it."""
+    key = _pause_key(base_url)
+    try:
+        if (cache.get(key) or 0.0) < until:
+            cache.set(key, until, timeout=max(1, math.ceil(until - time.time()) + 1))
+    except Exception:  # a cache that is down must not stop the poller: this run still holds its own polls
+        log.exception("Could not share the gateway's Retry-After with the other clusters")
+
+
+def shared_pause(base_url: str) -> float:
+    """Until when (unix time) some cluster was told by this gateway to hold its polls; 0 for no one."""
+    try:
+        return float(cache.get(_pause_key(base_url)) or 0.0)
+    except Exception:
+        log.exception("Could not read the gateway's shared Retry-After")
+        return 0.0
+
+
 def _case(batch: list[Tracked], name: str) -> RawSQL:
     """CASE id WHEN ... THEN <the value we hold> ... ELSE <the column> END, typed as the column.
 
@@ -205,10 +251,17 @@ class Poller:
     """One run of the lease holder: the in-memory schedule, the HTTP pool and the batched writes."""
 
     def __init__(
-        self, client: GatewayClient, pool: ThreadPoolExecutor, limit: int, held: shards.Shards | None = None
+        self,
+        client: GatewayClient,
+        pool: ThreadPoolExecutor,
+        limit: int,
+        held: shards.Shards | None = None,
+        writer: ThreadPoolExecutor | None = None,
     ) -> None:
         self.client = client
         self.pool = pool
+        self.writer = writer  # one thread, one connection: the state changes polls bring (None: done at once)
+        self.writes: dict[Future, uuid.UUID] = {}  # state changes in flight on the writer, their render
         self.limit = limit  # polls in flight at once
         self.shards = held  # None: every render is ours (a lone run, as in tests that drive it by hand)
         self.fresh: set[int] = set()  # shards just taken: the next feed reads all their renders
@@ -244,8 +297,10 @@ class Poller:
             return
         if entry is not None:
             # Someone moved it on (or it is our own write read back): the row's state and cancel win; the
-            # progress, counts and schedule are ours (no one else writes them while we hold the lease).
-            entry.state = row["state"]
+            # progress, counts and schedule are ours (no one else writes them while we hold the lease). A start
+            # we have not written yet is still ahead of the row.
+            if not (entry.started_at is not None and row["state"] == State.QUEUED):
+                entry.state = row["state"]
             entry.wants_cancel = _wants_cancel(row)
             return
         due_at = row["next_poll_at"]
@@ -370,7 +425,7 @@ class Poller:
 
     def collect(self, timeout: float) -> None:
         """Apply the answers that arrived (waiting up to `timeout` for the first)."""
-        if not self.running and not self.steps:
+        if not self.running and not self.steps and not self.writes:
             time.sleep(timeout)
             return
         try:
@@ -383,6 +438,10 @@ class Poller:
             except Empty:
                 break
         for token, answer in arrived:
+            if token is None and answer in self.writes:  # a state change was written
+                pk = self.writes.pop(answer)
+                self._retrack(pk, answer.result())
+                continue
             if token is None:  # a step finished
                 pk = self.steps.pop(answer, None)
                 if pk is not None and pk in self.tracked:
@@ -412,8 +471,9 @@ class Poller:
             self._write_through(entry, lambda render: poll.apply_status(render, answer))
             return
         if answer.state == TaskState.RUNNING and entry.state == State.QUEUED:
-            self._write_through(entry, lambda render: poll.apply_status(render, answer))
-            return
+            # Written with the next batch, by a conditional update from queued (`_write_starts`).
+            entry.state, entry.started_at = State.RUNNING, timezone.now()
+            entry.dirty = True
         progress = entry.progress
         if answer.progress is not None and not (
             answer.state == TaskState.QUEUED and entry.state == State.RUNNING
@@ -431,8 +491,11 @@ class Poller:
 
     def _failed(self, entry: Tracked, error: GatewayError) -> None:
         if isinstance(error, RateLimited):
-            # The gateway asked the studio to slow down: every poll waits, not just this render's.
-            self.paused_until = max(self.paused_until, time.monotonic() + max(error.retry_after, 0.0))
+            # The gateway asked the studio to slow down: every poll waits, not just this render's, and every
+            # cluster's (they learn it from the shared cache at their next lease check).
+            wait_s = max(error.retry_after, 0.0)
+            self.paused_until = max(self.paused_until, time.monotonic() + wait_s)
+            share_pause(self.client.base_url, time.time() + wait_s)
             log.warning("The gateway answered 429; pausing every poll for %.1f s", error.retry_after)
         errors = entry.poll_errors + 1
         if (
@@ -458,12 +521,31 @@ class Poller:
         entry.schedule_dirty = True
 
     def _write_through(self, entry: Tracked, step) -> None:
-        """A change the row must show now: write what is pending, then the step's own conditional update."""
+        """A change the row must show now: write what is pending, then hand the step's own conditional update to
+        the writer thread, so that the loop goes on dispatching polls meanwhile. The render is busy (not polled)
+        until the writer is done and its row has been read again."""
         self._flush([entry], schedule=False)
-        render = Render.objects.filter(pk=entry.pk, state__in=AT_GATEWAY).first()
-        if render is not None:
-            step(render)
-        self._reload(entry.pk)
+        entry.busy = True
+        if self.writer is None:  # a run driven by hand, without a writer: at once
+            self._retrack(entry.pk, _write_step(entry.pk, step))
+            return
+        future = self.writer.submit(_write_step, entry.pk, step)
+        self.writes[future] = entry.pk
+        future.add_done_callback(lambda done: self.answers.put((None, done)))
+
+    def _retrack(self, pk: uuid.UUID, row: dict | None) -> None:
+        """The row as a state change left it: tracked again while at the gateway in a shard we hold."""
+        self.tracked.pop(pk, None)
+        if row is not None and (
+            self.shards is None or shards.shard_of(pk, self.shards.count) in self.shards.held
+        ):
+            self._track(row)
+
+    def adopt_pause(self) -> None:
+        """Hold every poll as long as another cluster was told to by the gateway (a 429 it got)."""
+        wait_s = shared_pause(self.client.base_url) - time.time()
+        if wait_s > 0:
+            self.paused_until = max(self.paused_until, time.monotonic() + wait_s)
 
     # --- batched writes ------------------------------------------------------------------------------------
 
@@ -476,6 +558,7 @@ class Poller:
             todo = [e for e in entries if e.dirty]
         for start in range(0, len(todo), BATCH):
             batch = todo[start : start + BATCH]
+            self._write_starts([e for e in batch if e.started_at is not None])
             names = ["progress", "poll_count", "poll_errors"] + (["next_poll_at"] if schedule else [])
             fields: dict[str, Any] = {name: _case(batch, name) for name in names}
             if any(e.dirty for e in batch):
@@ -489,8 +572,24 @@ class Poller:
                     entry.schedule_dirty = False
         return len(todo)
 
+    def _write_starts(self, starting: list[Tracked]) -> None:
+        """queued -> running for renders the gateway said are running: one conditional update (from queued) for
+        the batch; a row someone else moved on meanwhile is left as it is."""
+        if not starting:
+            return
+        stamp = timezone.now()
+        self.stamps.append(stamp)
+        Render.objects.filter(pk__in=[e.pk for e in starting], state=State.QUEUED).update(
+            state=State.RUNNING, started_at=_case(starting, "started_at"), updated_at=Value(stamp)
+        )
+        for entry in starting:
+            entry.started_at = None
+            log.info("Render %s is now %s", entry.pk, State.RUNNING)  # as transitions.advance says it
+
     def flush(self, *, schedule: bool) -> None:
-        self._flush(list(self.tracked.values()), schedule=schedule)
+        """Write every render's pending changes but those whose state change the writer thread is making."""
+        writing = set(self.writes.values())
+        self._flush([e for e in self.tracked.values() if e.pk not in writing], schedule=schedule)
 
     # --- shards ---------------------------------------------------------------------------------------------
 
@@ -526,8 +625,19 @@ class Poller:
 
     def drain(self) -> None:
         """Wait for every poll and step in flight and apply it (the run is handing over)."""
-        while self.running or self.steps:
+        while self.running or self.steps or self.writes:
             self.collect(0.1)
+
+
+@contextlib.contextmanager
+def _writer_thread() -> Iterator[ThreadPoolExecutor]:
+    """One thread, with its own connection, for the state changes polls bring; the connection is closed at the
+    end of the run."""
+    with ThreadPoolExecutor(1, thread_name_prefix="poller-writer") as writer:
+        try:
+            yield writer
+        finally:
+            writer.submit(connections.close_all).result()
 
 
 def run_poller(
@@ -564,8 +674,11 @@ def run_poller(
     lost = False
     poller: Poller | None = None
     try:
-        with ThreadPoolExecutor(threads, thread_name_prefix="poller") as pool:
-            poller = Poller(client, pool, limit=threads * 2, held=held)
+        with (
+            ThreadPoolExecutor(threads, thread_name_prefix="poller") as pool,
+            _writer_thread() as writer,
+        ):
+            poller = Poller(client, pool, limit=threads * 2, held=held, writer=writer)
             next_feed = next_lease = next_sweep = next_dispatch = 0.0
             next_census = time.monotonic() + CENSUS_EVERY
             next_progress = time.monotonic() + PROGRESS_EVERY
@@ -583,6 +696,7 @@ def run_poller(
                         break
                     poller.lost(change.lost)
                     poller.took(change.claimed)
+                    poller.adopt_pause()
                     if change.claimed:
                         next_feed = now  # read the new shards' renders now
                 if now >= next_census:
@@ -592,7 +706,7 @@ def run_poller(
                 if now >= next_feed:
                     next_feed = now + min(FEED_EVERY, tick)
                     poller.feed()
-                    if not poller.tracked and not poller.running and not poller.steps:
+                    if not (poller.tracked or poller.running or poller.steps or poller.writes):
                         if not poller_has_work():
                             work_left = False
                             break
