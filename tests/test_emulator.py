@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import logging
 import os
@@ -606,6 +607,54 @@ def test_tasks_survive_a_restart(tmp_path):
             assert file.status_code == 200 and file.content[4:8] == b"ftyp"
             assert wait(http, pending_id)["status"] == "completed"
             assert poll(http, cancelled_id).json()["status"] == "cancelled"
+
+
+def test_tasks_survive_a_crash_from_the_journal(tmp_path):
+    """Each change is a line of tasks.journal, read over tasks.json on start: an emulator killed before it could
+    write tasks.json whole loses nothing it answered (a torn last line, from a crash mid-write, is dropped)."""
+    from studio.emulator.state import TaskStore
+
+    config = EmulatorConfig(speed=50, fps=8, data_dir=tmp_path)
+    crashed = Emulator(config).start()
+    try:
+        with httpx.Client(base_url=crashed.base_url, timeout=10) as http:
+            kept_id = pro(http, duration_seconds=3).json()["task_id"]
+            cancelled_id = pro(http).json()["task_id"]
+            http.post("/v1/tasks/cancel", json={"task_id": cancelled_id}, headers=XKEY)
+        with (tmp_path / "tasks.journal").open("a") as journal:
+            journal.write('{"task": {"task_id": "task_torn", "prot')
+        # What a new process finds on disk while the first is still as a SIGKILL would leave it:
+        found = TaskStore(config, tmp_path)
+        assert found.submissions == 2
+        assert set(found.tasks()) == {kept_id, cancelled_id}
+        assert found.task(cancelled_id)["status"] == "cancelled"
+        assert found.task(kept_id)["model"] == "sora-2-pro"
+    finally:
+        crashed.stop()
+
+
+def test_the_journal_is_folded_into_tasks_json_as_it_grows(tmp_path, monkeypatch):
+    """A change appends one line, whatever the number of tasks; past the number of tasks (at least
+    JOURNAL_MIN_LINES) the journal is written into tasks.json and emptied, and stop leaves it all in tasks.json."""
+    from studio.emulator import state
+
+    monkeypatch.setattr(state, "JOURNAL_MIN_LINES", 4)
+    journal = tmp_path / "tasks.journal"
+    seen = []  # (tasks so far, journal lines) after each change
+    with Emulator(EmulatorConfig(speed=0.01, fps=8, data_dir=tmp_path)).start() as emulator:
+        with httpx.Client(base_url=emulator.base_url, timeout=10) as http:
+            ids = []
+            for _ in range(12):
+                ids.append(pro(http).json()["task_id"])
+                seen.append((len(ids), len(journal.read_text().splitlines())))
+                http.post("/v1/tasks/cancel", json={"task_id": ids[-1]}, headers=XKEY)
+                seen.append((len(ids), len(journal.read_text().splitlines())))
+    assert seen[:4] == [(1, 1), (1, 2), (2, 3), (2, 4)]  # one line per change until the journal is long
+    assert all(lines <= max(4, tasks) for tasks, lines in seen)
+    assert any(later < earlier for (_, earlier), (_, later) in itertools.pairwise(seen))  # folded on the way
+    assert journal.read_text() == ""
+    saved = json.loads((tmp_path / "tasks.json").read_text())["tasks"]
+    assert list(saved) == ids and all(saved[i]["cancelled_at"] is not None for i in ids)
 
 
 # --- video ------------------------------------------------------------------------------------------------

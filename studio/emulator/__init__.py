@@ -8,7 +8,7 @@ Standard library, imageio-ffmpeg and Pillow only: nothing here imports Django or
 - controls.py  the test controls under /_emulator/ (health, faults, expire-results, a task's record)
 - faults.py    the fault queue tests fill and requests consume
 - state.py     `EmulatorConfig` and the task store: clock, timings, billing, cancel, signed result URLs,
-               tasks.json, the render pool
+               tasks.json and its journal, the render pool
 - protocol.py  the two protocols: constants, request validation, answer shapes, `ApiError` and the error shape
 - video.py     the clip: an MP4 made by ffmpeg with the prompt drawn on it (DejaVuSans.ttf + licence)
 """

@@ -133,6 +133,7 @@ class Emulator:
         self.store.join_renders()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.store.close()  # tasks.json whole: readers after a stop find every task there
         if self._tmp is not None:
             self._tmp.cleanup()
 

@@ -1,5 +1,5 @@
 """The emulator's tasks: configuration, the task store with its clock, timings, billing, cancel, signed result
-URLs and persistence (tasks.json), and the renders that make each task's clip.
+URLs and persistence (tasks.json, and tasks.journal between its rewrites), and the renders that make each task's clip.
 
 A task's status is derived from the clock (queued for Q seconds, then running for R seconds, both divided by
 `speed`) and from whether its clip file is ready; the clip is rendered by ffmpeg (video.py) in a small thread
@@ -30,6 +30,7 @@ from .protocol import OPENAI, SORA2, TERMINAL, ApiError
 log = logging.getLogger("studio.emulator")
 
 MAX_RENDERS = 2
+JOURNAL_MIN_LINES = 1000  # tasks.journal is folded into tasks.json past max(this, the number of tasks) lines
 
 
 @dataclass
@@ -71,7 +72,8 @@ def _blocked_pattern(words: tuple[str, ...]) -> re.Pattern | None:
 
 
 class TaskStore:
-    """Every task the emulator was given, kept in `data_dir/tasks.json`; safe to use from every thread."""
+    """Every task the emulator was given, kept in `data_dir/tasks.json` (and `tasks.journal`); safe to use from
+    every thread."""
 
     def __init__(self, config: EmulatorConfig, data_dir: Path) -> None:
         self.config = config
@@ -88,15 +90,19 @@ class TaskStore:
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         self.inputs_dir.mkdir(parents=True, exist_ok=True)
         self._state_path = data_dir / "tasks.json"
+        self._journal_path = data_dir / "tasks.journal"
         self._blocked = _blocked_pattern(config.blocked_words)
         self._secret = secrets.token_bytes(32)
         self._submissions = 0
         self._polls: dict[str, list[float]] = {}  # task id -> the wall time of every poll, in order
-        # Saving: a snapshot is taken under the lock (cheap), the file written after it is released, so polls
-        # never wait for tasks.json being rewritten; the newest snapshot wins (`_save_lock` orders the writes).
-        self._save_lock = threading.Lock()
-        self._saved: tuple[int, dict] | None = None
-        self._save_seq = self._written_seq = 0
+        # Saving: each change appends its task's record to tasks.journal (one line, written after the lock is
+        # released, so polls never wait for the disk), and tasks.json, the whole state, is rewritten only when
+        # the journal has grown past the number of tasks, and on stop: a change costs the same with 10 or 10,000
+        # tasks (rewriting every task on every change made a batch of 3,000 quadratic).
+        self._save_lock = threading.Lock()  # orders the writes: lines reach the journal in the order made
+        self._pending: list[str] = []  # journal lines not written yet
+        self._journal_lines = 0
+        self._compact_due = True  # the state just loaded is written whole, and the journal emptied
         self._load()
         self._write_saved()
 
@@ -162,48 +168,82 @@ class TaskStore:
     # --- persistence --------------------------------------------------------------------------------------
 
     def _load(self) -> None:
-        if not self._state_path.exists():
-            self._save()
-            return
-        try:
-            state = json.loads(self._state_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise RuntimeError(f"cannot read emulator state {self._state_path}: {exc}") from exc
-        self._secret = bytes.fromhex(state.get("secret") or self._secret.hex())
-        self._tasks = dict(state.get("tasks") or {})
-        self._submissions = int(state.get("submissions", len(self._tasks)))
+        """tasks.json, then the journal's lines over it (a torn last line, from a crash mid-write, is dropped)."""
+        if self._state_path.exists():
+            try:
+                state = json.loads(self._state_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise RuntimeError(f"cannot read emulator state {self._state_path}: {exc}") from exc
+            self._secret = bytes.fromhex(state.get("secret") or self._secret.hex())
+            self._tasks = dict(state.get("tasks") or {})
+            self._submissions = int(state.get("submissions", len(self._tasks)))
+        if self._journal_path.exists():
+            for line in self._journal_path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    record = entry["task"]
+                    self._tasks[record["task_id"]] = record
+                except (ValueError, KeyError, TypeError):
+                    log.warning("Dropped a torn line of %s", self._journal_path.name)
+                    break
+                self._submissions = max(self._submissions, int(entry.get("submissions", 0)))
 
-    def _save(self) -> None:
-        """Snapshot the state to write (callers hold the lock, and call `_write_saved()` once it is released)."""
-        self._save_seq += 1
-        state = {
+    def _save(self, task_id: str | None = None) -> None:
+        """Note a change to one task (None: to many; the whole state is written). Callers hold the lock, and
+        call `_write_saved()` once it is released."""
+        if task_id is None:
+            self._compact_due = True
+            return
+        entry = {"task": self._tasks[task_id], "submissions": self._submissions}
+        self._pending.append(json.dumps(entry, separators=(",", ":")))
+
+    def _write_saved(self) -> None:
+        """Append the changes noted so far to the journal; rewrite tasks.json (and empty the journal) when due.
+
+        The journal's lines are written before the snapshot that holds them, and the journal is emptied after it:
+        a crash in between leaves lines whose last state for each task is the snapshot's, so nothing goes back."""
+        with self._save_lock:
+            with self._lock:
+                lines, self._pending = self._pending, []
+                compact = self._compact_due or self._journal_lines + len(lines) > max(
+                    JOURNAL_MIN_LINES, len(self._tasks)
+                )
+                state = self._snapshot() if compact else None
+                self._compact_due = False
+            try:
+                if lines:
+                    with self._journal_path.open("a", encoding="utf-8") as journal:
+                        journal.write("\n".join(lines) + "\n")
+                    self._journal_lines += len(lines)
+                if state is not None:
+                    self._write_state(state)
+                    self._journal_path.write_text("", encoding="utf-8")
+                    self._journal_lines = 0
+            except OSError as exc:  # e.g. the temp data dir was removed by stop() under a hung request
+                log.warning("Could not save emulator state: %s", exc)
+
+    def _snapshot(self) -> dict:
+        return {
             "version": 1,
             "secret": self._secret.hex(),
             "submissions": self._submissions,
             "tasks": {task_id: dict(record) for task_id, record in self._tasks.items()},
         }
-        self._saved = (self._save_seq, state)
 
-    def _write_saved(self) -> None:
-        """Write the newest snapshot to tasks.json atomically, unless a newer one was written already."""
-        with self._save_lock:
-            saved = self._saved
-            if saved is None or saved[0] <= self._written_seq:
-                return
-            seq, state = saved
-            self._write_state(state)
-            self._written_seq = seq
+    def close(self) -> None:
+        """Write the whole state to tasks.json and empty the journal (on stop: readers find it all there)."""
+        with self._lock:
+            self._compact_due = True
+        self._write_saved()
 
     def _write_state(self, state: dict) -> None:
         tmp = self._state_path.with_name(f".tasks.{secrets.token_hex(4)}.tmp")
         try:
-            # Compact and in insertion order: the whole file is written on every change, so its cost grows with
-            # the number of tasks (indent and sort_keys tripled it at 1,000 tasks).
             tmp.write_text(json.dumps(state, separators=(",", ":")), encoding="utf-8")
             os.replace(tmp, self._state_path)
-        except OSError as exc:  # e.g. the temp data dir was removed by stop() under a hung request
-            log.warning("Could not save emulator state: %s", exc)
+        except OSError:
             tmp.unlink(missing_ok=True)
+            raise
 
     # --- creating tasks -----------------------------------------------------------------------------------
 
@@ -252,7 +292,7 @@ class TaskStore:
                 (self.inputs_dir / f"{task_id}.img").write_bytes(spec["image"])
             self._tasks[task_id] = record
             self._submissions += 1
-            self._save()
+            self._save(task_id)
             if self._executor is not None and not self._stopped:
                 self._executor.submit(self._render, task_id)
         self._write_saved()
@@ -326,7 +366,7 @@ class TaskStore:
                 self._clip_path(task_id).unlink(missing_ok=True)
             else:
                 record["file_ready_at"] = self.now()
-            self._save()
+            self._save(task_id)
         self._write_saved()
 
     # --- status and billing -------------------------------------------------------------------------------
@@ -401,7 +441,7 @@ class TaskStore:
             record["cancelled_at"] = now
             record["cancel_credits"] = credits
             record["cancel_progress"] = progress
-            self._save()
+            self._save(task_id)
         self._write_saved()
         return {"task_id": task_id, "status": "cancelled", "credits": credits}
 
