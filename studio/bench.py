@@ -3,8 +3,10 @@ the full decode check costs on a 20 s 1080p clip.
 
 Runs against a fresh database (SQLite in STUDIO_DATA_DIR unless DATABASE_URL says otherwise) and an emulator in
 its own process, at the real cadence (2 s polls). Lateness is measured at the gateway, from the emulator's log of
-every poll: for consecutive polls of one task, the gap minus the interval the cadence asks for.
+every poll: for consecutive polls of one task, the gap minus the interval the cadence asks for. The poller runs
+in this process; submissions and downloads run in 4 worker processes, as a cluster's q workers do.
 Usage: python -m studio.bench [--renders 300,1000,3000] [--speed 0.25] [--poller-only]
+STUDIO_BENCH_KEEP_LOG=FILE keeps the gateway's raw log of polls (JSON) of the last run, to look at lateness over time.
 """
 
 from __future__ import annotations
@@ -170,10 +172,13 @@ def _worker_submit(render_id: str) -> None:
     connections.close_all()
 
 
-def _worker_download(render_id: str) -> None:
+def _worker_download(render_id: str) -> float:
+    """Download one render; the seconds it took once a worker had it (not its wait for a free worker)."""
     from studio import tasks
 
+    started = time.perf_counter()
     tasks.download_render(render_id)
+    return time.perf_counter() - started
 
 
 def bench_poller(renders: int, speed: float) -> dict:
@@ -211,12 +216,13 @@ def bench_poller(renders: int, speed: float) -> dict:
 
     real_enqueue = queue.enqueue
     noticed: dict[str, float] = {}  # render id -> when the poller queued its download (it saw "completed")
+    fetches: list = []  # the download tasks' futures: how long each took in its worker
 
     def enqueue(name: str, *ids) -> None:
         # No cluster here: downloads go to a small pool, the poller is restarted by the loop below.
         if name == "download_render":
             noticed.setdefault(str(ids[0]), time.time())
-            workers.submit(_worker_download, str(ids[0]))
+            fetches.append(workers.submit(_worker_download, str(ids[0])))
 
     submitting = threading.Event()
     submitting.set()
@@ -299,6 +305,9 @@ def bench_poller(renders: int, speed: float) -> dict:
         "writes_per_poll": writes.count / polls if polls else 0.0,
         "playable_p95": _percentile(playable, 95),
         "noticed_p95": _percentile(seen, 95),
+        "download_p95": _percentile(
+            [f.result() for f in fetches if f.done() and not f.cancelled() and f.exception() is None], 95
+        ),
         "completed": len(playable),
         "peak_mb": usage.ru_maxrss / 1024,
     }
@@ -578,32 +587,34 @@ def run_gallery(total: int, databases: list[str]) -> bool:
     return constant
 
 
-# The same bench on the previous design (one unsharded leased loop keeping the schedule in memory, a TLS context
-# built per client), printed beside each run's. Measured 2026-11-30 with this bench (renders submitted 4 at a time,
-# 4 download workers, 2 cores shared with other work: load average 12-15).
+# The same bench on the previous design (961b7a4: sharded, the schedule in memory, every state change written by the
+# loop thread itself, clip checks and the emulator's renders at full priority, the emulator rewriting tasks.json on
+# every change), printed beside each run's. Measured 2026-11-30 with this bench (submissions and downloads in 4
+# worker processes) on a quiet 2-core machine, back to back with this design; 3,000 was not run on it.
 PREVIOUS: dict[int, dict] = {
     300: {
-        "polls_per_second": 99,
-        "late_p50": 0.13,
-        "late_p95": 1.28,
-        "late_max": 2.41,
-        "cpu_per_1000": 2.4,
-        "writes_per_poll": 0.18,
-        "noticed_p95": 3.5,
-        "playable_p95": 64.2,
-        "peak_mb": 164,
+        "polls_per_second": 122,
+        "late_p50": 0.03,
+        "late_p95": 0.11,
+        "late_max": 0.41,
+        "cpu_per_1000": 2.5,
+        "gateway_cpu_per_1000": 1.3,
+        "writes_per_poll": 0.13,
+        "noticed_p95": 2.7,
+        "playable_p95": 13.7,
+        "peak_mb": 76,
     },
     1000: {
-        "polls_per_second": 68,
-        "late_p50": 2.36,
-        "late_p95": 16.4,
-        "late_max": 25.4,
-        "cpu_per_1000": 2.9,
+        "polls_per_second": 140,
+        "late_p50": 0.49,
+        "late_p95": 5.55,
+        "late_max": 8.36,
+        "cpu_per_1000": 2.4,
         "gateway_cpu_per_1000": 2.0,
-        "writes_per_poll": 0.35,
-        "noticed_p95": 24.3,
-        "playable_p95": 134.0,
-        "peak_mb": 147,
+        "writes_per_poll": 0.15,
+        "noticed_p95": 8.2,
+        "playable_p95": 57.7,
+        "peak_mb": 90,
     },
 }
 
@@ -614,7 +625,8 @@ def _poller_line(result: dict) -> str:
         f"p95 {result['late_p95']:5.2f} s max {result['late_max']:5.2f} s, "
         f"{result['cpu_per_1000']:5.1f} CPU s/1000 polls (gateway {result.get('gateway_cpu_per_1000', 0):.1f}), "
         f"{result['writes_per_poll']:.2f} writes/poll, "
-        f"completed->noticed p95 {result['noticed_p95']:.1f} s, ->playable p95 {result['playable_p95']:.1f} s, "
+        f"completed->noticed p95 {result['noticed_p95']:.1f} s, ->playable p95 {result['playable_p95']:.1f} s "
+        f"(a download in its worker: p95 {result.get('download_p95', 0):.1f} s), "
         f"peak {result['peak_mb']:.0f} MB"
     )
 
