@@ -252,6 +252,7 @@ def bench_poller(renders: int, speed: float) -> dict:
         thread.join()
         workers.shutdown(wait=True)
         log = httpx.get(f"{base_url}/_emulator/polls", timeout=60).json()["tasks"]
+        submissions = httpx.get(f"{base_url}/_emulator/health", timeout=60).json()["submissions"]
         if os.environ.get("STUDIO_BENCH_KEEP_LOG"):  # the raw poll log, for a look at lateness over time
             Path(os.environ["STUDIO_BENCH_KEEP_LOG"]).write_text(json.dumps(log))
         gateway_cpu = _process_cpu(process.pid)
@@ -309,6 +310,7 @@ def bench_poller(renders: int, speed: float) -> dict:
             [f.result() for f in fetches if f.done() and not f.cancelled() and f.exception() is None], 95
         ),
         "completed": len(playable),
+        "submissions": submissions,  # at the gateway: one per render, or something was sent twice
         "peak_mb": usage.ru_maxrss / 1024,
     }
 
@@ -673,7 +675,8 @@ def main() -> None:
         result = bench_poller(count, args.speed)
         print(
             f"  {count} renders ({result['peak_in_flight']} at the gateway at once at the peak): "
-            f"{result['completed']}/{count} completed and playable; "
+            f"{result['completed']}/{count} completed and playable, {result['submissions']} submissions at the "
+            f"gateway; "
             f"submitted in {result['submit_seconds']:.0f} s, all done in {result['poller_seconds']:.0f} s"
         )
         print(f"    now:      {_poller_line(result)}")
