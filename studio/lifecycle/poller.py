@@ -439,8 +439,7 @@ class Poller:
                 break
         for token, answer in arrived:
             if token is None and answer in self.writes:  # a state change was written
-                pk = self.writes.pop(answer)
-                self._retrack(pk, answer.result())
+                self._retrack(self.writes.pop(answer), answer.result())
                 continue
             if token is None:  # a step finished
                 pk = self.steps.pop(answer, None)
