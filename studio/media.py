@@ -10,6 +10,7 @@ import io
 import math
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import warnings
@@ -78,14 +79,12 @@ def run_ffmpeg(
 ) -> subprocess.CompletedProcess:
     """subprocess.run(cmd, capture_output=True), with the child `nice` steps below this process.
 
-    The priority is set right after the child starts (a preexec_fn would force a fork of this threaded process,
-    and `nice` on the command line an extra exec); a child that has already exited is left as it is."""
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd) as proc:  # noqa: S603
-        if nice:
-            try:
-                os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
-            except OSError:
-                pass
+    Through coreutils' `nice`, which execs the command already lowered, so every thread ffmpeg starts inherits it
+    (a priority set on the child after it started reaches only its first thread; a preexec_fn would force a fork
+    of this threaded process). Where there is no `nice`, the command runs at this process's priority."""
+    runner = shutil.which("nice") if nice else None
+    argv = [runner, "-n", str(nice), *cmd] if runner else cmd
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd) as proc:  # noqa: S603
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:

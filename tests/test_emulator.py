@@ -633,6 +633,25 @@ def test_tasks_survive_a_crash_from_the_journal(tmp_path):
         crashed.stop()
 
 
+def test_a_change_the_journal_could_not_take_is_saved_with_the_next_one(tmp_path):
+    """An append that failed (a full disk, say) may leave a torn line, and its lines are gone: the next change
+    writes the whole state instead, so nothing is lost and no line follows a torn one."""
+    from studio.emulator.state import TaskStore
+
+    config = EmulatorConfig(speed=0.01, fps=8, data_dir=tmp_path)
+    journal = tmp_path / "tasks.journal"
+    with Emulator(config).start() as emulator:
+        with httpx.Client(base_url=emulator.base_url, timeout=10) as http:
+            first = pro(http).json()["task_id"]
+            journal.unlink()
+            journal.mkdir()  # appending to it fails
+            second = pro(http).json()["task_id"]
+            journal.rmdir()
+            third = pro(http).json()["task_id"]
+            assert journal.read_text() == ""  # the whole state went to tasks.json instead
+            assert set(TaskStore(config, tmp_path).tasks()) == {first, second, third}
+
+
 def test_the_journal_is_folded_into_tasks_json_as_it_grows(tmp_path, monkeypatch):
     """A change appends one line, whatever the number of tasks; past the number of tasks (at least
     JOURNAL_MIN_LINES) the journal is written into tasks.json and emptied, and stop leaves it all in tasks.json."""

@@ -259,6 +259,7 @@ def test_a_start_is_written_with_the_batch_from_queued_only(still, owner, caplog
     assert (started.state, started.progress, started.poll_count) == (State.RUNNING, 10, 1)
     assert started.started_at is not None
     assert f"Render {started.pk} is now running" in caplog.text
+    assert f"Render {moved_on.pk} is now running" not in caplog.text
     assert moved_on.state == State.CANCELLED and moved_on.started_at is None
 
 
@@ -334,3 +335,48 @@ def test_a_429_holds_the_polls_of_every_cluster_not_just_the_one_that_got_it(sti
     connections.close_all()
     assert len(polls_of(still, mine)) == 1  # the one answered 429
     assert held == 0 and polls_of(still, theirs) == []
+
+
+def test_a_state_change_whose_row_the_writer_could_not_read_back_is_read_by_the_loop(still, owner):
+    """The writer thread's read-back failing (a dropped connection) neither stops the run nor leaves the render
+    busy for ever: the loop thread reads the row itself."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from studio.lifecycle.poller import UNREAD, Poller
+
+    render = sent(owner)
+    with GatewayClient() as client, ThreadPoolExecutor(1) as pool:
+        poller = Poller(client, pool, limit=1)
+        poller.feed()
+        entry = poller.tracked[render.pk]
+        entry.busy = True  # as while its state change was being written
+        poller._retrack(entry, UNREAD)  # noqa: SLF001
+    fresh_entry = poller.tracked[render.pk]
+    assert fresh_entry is not entry and not fresh_entry.busy  # polled again on its cadence
+
+
+def test_a_state_change_finishing_late_leaves_a_fresher_entry_alone(still, owner):
+    """A shard lost and taken again while a render's state change was being written: the feed tracked it afresh
+    (and may have a poll of it out); the late answer of the write must not put a second, idle entry beside it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from studio.lifecycle.poller import Poller
+
+    render = sent(owner)
+    with GatewayClient() as client, ThreadPoolExecutor(1) as pool:
+        poller = Poller(client, pool, limit=1)
+        poller.feed()
+        writing = poller.tracked.pop(render.pk)  # lost with its shard while being written
+        poller.since = None
+        poller.feed()  # taken again: a fresh entry
+        fresh_entry = poller.tracked[render.pk]
+        fresh_entry.busy = True  # a poll of it is out
+        row = Render.objects.filter(pk=render.pk).values(*poller_fields()).first()
+        poller._retrack(writing, row)  # noqa: SLF001
+    assert poller.tracked[render.pk] is fresh_entry and fresh_entry.busy
+
+
+def poller_fields():
+    from studio.lifecycle.poller import FIELDS
+
+    return FIELDS

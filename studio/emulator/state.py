@@ -221,6 +221,10 @@ class TaskStore:
                     self._journal_lines = 0
             except OSError as exc:  # e.g. the temp data dir was removed by stop() under a hung request
                 log.warning("Could not save emulator state: %s", exc)
+                # A line may be torn, and the lines taken are gone from `_pending`: the next write is the whole
+                # state (tasks.json from memory, the journal emptied), never more lines after a torn one.
+                with self._lock:
+                    self._compact_due = True
 
     def _snapshot(self) -> dict:
         return {

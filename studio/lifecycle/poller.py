@@ -147,16 +147,27 @@ def _in_thread(step, *args) -> str:
         connections.close_all()
 
 
-def _write_step(pk: uuid.UUID, step) -> dict | None:
+UNREAD = object()  # what the writer thread answers when it could not read the row back (the loop reads it)
+
+
+def _write_step(pk: uuid.UUID, step) -> dict | None | object:
     """On the writer thread: a state change's conditional update, then the row as it is now (None once it has
-    left the gateway). Its connection stays open for the next one; the run closes it at the end."""
+    left the gateway; UNREAD if the database failed us). Its connection stays open for the next one (closed and
+    opened again after an error or past its age); the run closes it at the end."""
+    connection = connections[Render.objects.db]
     try:
+        connection.close_if_unusable_or_obsolete()
         render = Render.objects.filter(pk=pk, state__in=AT_GATEWAY).first()
         if render is not None:
             step(render)
     except Exception:
         log.exception("Writing a poll's outcome for render %s failed", pk)
-    return Render.objects.filter(pk=pk, state__in=AT_GATEWAY).values(*FIELDS).first()
+    try:
+        return Render.objects.filter(pk=pk, state__in=AT_GATEWAY).values(*FIELDS).first()
+    except Exception:
+        log.exception("Reading render %s back after its state change failed", pk)
+        connection.close()
+        return UNREAD
 
 
 def _poll_only(client: GatewayClient, model: str, task_id: str):
@@ -261,7 +272,7 @@ class Poller:
         self.client = client
         self.pool = pool
         self.writer = writer  # one thread, one connection: the state changes polls bring (None: done at once)
-        self.writes: dict[Future, uuid.UUID] = {}  # state changes in flight on the writer, their render
+        self.writes: dict[Future, Tracked] = {}  # state changes in flight on the writer, and whose
         self.limit = limit  # polls in flight at once
         self.shards = held  # None: every render is ours (a lone run, as in tests that drive it by hand)
         self.fresh: set[int] = set()  # shards just taken: the next feed reads all their renders
@@ -526,17 +537,29 @@ class Poller:
         self._flush([entry], schedule=False)
         entry.busy = True
         if self.writer is None:  # a run driven by hand, without a writer: at once
-            self._retrack(entry.pk, _write_step(entry.pk, step))
+            self._retrack(entry, _write_step(entry.pk, step))
             return
         future = self.writer.submit(_write_step, entry.pk, step)
-        self.writes[future] = entry.pk
+        self.writes[future] = entry
         future.add_done_callback(lambda done: self.answers.put((None, done)))
 
-    def _retrack(self, pk: uuid.UUID, row: dict | None) -> None:
-        """The row as a state change left it: tracked again while at the gateway in a shard we hold."""
-        self.tracked.pop(pk, None)
+    def _retrack(self, entry: Tracked, row) -> None:
+        """The row as a state change left it: tracked again while at the gateway in a shard we hold. An entry
+        that is no longer the one tracked (its shard was lost, then taken again: a fresh entry from the feed, maybe
+        with a poll out) is left alone; the fresh one is the render's only one."""
+        if self.tracked.get(entry.pk) is not entry:
+            return
+        if (
+            row is UNREAD
+        ):  # the writer could not read it back: the loop thread reads it (and raises if it can't)
+            entry.busy = (
+                False  # the write is over (no poll of it is out: a render being written is not polled)
+            )
+            self._reload(entry.pk)
+            return
+        del self.tracked[entry.pk]
         if row is not None and (
-            self.shards is None or shards.shard_of(pk, self.shards.count) in self.shards.held
+            self.shards is None or shards.shard_of(entry.pk, self.shards.count) in self.shards.held
         ):
             self._track(row)
 
@@ -578,16 +601,22 @@ class Poller:
             return
         stamp = timezone.now()
         self.stamps.append(stamp)
-        Render.objects.filter(pk__in=[e.pk for e in starting], state=State.QUEUED).update(
+        moved = Render.objects.filter(pk__in=[e.pk for e in starting], state=State.QUEUED).update(
             state=State.RUNNING, started_at=_case(starting, "started_at"), updated_at=Value(stamp)
         )
+        started = [e.pk for e in starting]
+        if moved != len(starting):  # some were moved on meanwhile: ours are those stamped by this update
+            started = list(
+                Render.objects.filter(pk__in=started, updated_at=stamp).values_list("pk", flat=True)
+            )
         for entry in starting:
             entry.started_at = None
-            log.info("Render %s is now %s", entry.pk, State.RUNNING)  # as transitions.advance says it
+        for pk in started:
+            log.info("Render %s is now %s", pk, State.RUNNING)  # as transitions.advance says it
 
     def flush(self, *, schedule: bool) -> None:
         """Write every render's pending changes but those whose state change the writer thread is making."""
-        writing = set(self.writes.values())
+        writing = {entry.pk for entry in self.writes.values()}
         self._flush([e for e in self.tracked.values() if e.pk not in writing], schedule=schedule)
 
     # --- shards ---------------------------------------------------------------------------------------------
