@@ -627,8 +627,13 @@ def _poller_line(result: dict) -> str:
         f"p95 {result['late_p95']:5.2f} s max {result['late_max']:5.2f} s, "
         f"{result['cpu_per_1000']:5.1f} CPU s/1000 polls (gateway {result.get('gateway_cpu_per_1000', 0):.1f}), "
         f"{result['writes_per_poll']:.2f} writes/poll, "
-        f"completed->noticed p95 {result['noticed_p95']:.1f} s, ->playable p95 {result['playable_p95']:.1f} s "
-        f"(a download in its worker: p95 {result.get('download_p95', 0):.1f} s), "
+        f"completed->noticed p95 {result['noticed_p95']:.1f} s, ->playable p95 {result['playable_p95']:.1f} s"
+        + (
+            f" (a download in its worker: p95 {result['download_p95']:.1f} s)"
+            if "download_p95" in result
+            else ""
+        )
+        + ", "
         f"peak {result['peak_mb']:.0f} MB"
     )
 
