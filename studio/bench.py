@@ -148,10 +148,15 @@ def _worker_setup(base_url: str) -> None:
 
     from studio import queue
 
-    settings.BYTESPIKE_BASE_URL = base_url
-    settings.GATEWAY_ALLOWED_RESULT_HOSTS = ["127.0.0.1"]
+    _use_gateway(settings, base_url)
     _plain_static(settings)
     queue.enqueue = lambda name, *ids: None
+
+
+def _use_gateway(settings, base_url: str) -> None:
+    """Talk to the bench's emulator, and fetch its result files from it."""
+    settings.BYTESPIKE_BASE_URL = base_url
+    settings.GATEWAY_ALLOWED_RESULT_HOSTS = ["127.0.0.1"]
 
 
 def _plain_static(settings) -> None:
@@ -196,8 +201,7 @@ def bench_poller(renders: int, speed: float) -> dict:
     from studio.models import IN_FLIGHT, Render, State
 
     process, base_url = _start_gateway(speed)
-    settings.BYTESPIKE_BASE_URL = base_url
-    settings.GATEWAY_ALLOWED_RESULT_HOSTS = ["127.0.0.1"]
+    _use_gateway(settings, base_url)
     user, _ = get_user_model().objects.get_or_create(username="bench")
     writes = _Writes()
 

@@ -290,9 +290,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self._log(
-            status
-        )  # before the answer leaves: whoever reads the answer can count on the line being there
+        # Logged before the answer leaves: whoever reads the answer can count on the line being there.
+        self._log(status)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

@@ -193,7 +193,6 @@ def render_clip(
             timecode="timecode.txt",
         )
         try:
-            # At the lowest priority: the clip stands for the gateway's own GPUs, not the studio's cores.
             result = run_ffmpeg(cmd, cwd=work, timeout=timeout or max(120.0, duration * 15), nice=RENDER_NICE)
         except (OSError, subprocess.TimeoutExpired) as exc:
             partial.unlink(missing_ok=True)

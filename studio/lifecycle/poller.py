@@ -116,7 +116,7 @@ class Tracked:
     shard: int = 0
     busy: bool = False  # a poll, a cancel step or a state change is in flight
     dirty: bool = False  # progress or counts not yet written
-    started_at: datetime | None = None  # set with `starting`: the gateway said running, not yet written
+    started_at: datetime | None = None  # the gateway said running; not written yet (`_write_starts`)
     schedule_dirty: bool = False  # next_poll_at not yet written
     next_poll_at: datetime | None = None
 
@@ -147,6 +147,11 @@ def _in_thread(step, *args) -> str:
         connections.close_all()
 
 
+def _row(pk: uuid.UUID) -> dict | None:
+    """What the poller tracks of a render, while it is at the gateway (None once it has left)."""
+    return Render.objects.filter(pk=pk, state__in=AT_GATEWAY).values(*FIELDS).first()
+
+
 UNREAD = object()  # what the writer thread answers when it could not read the row back (the loop reads it)
 
 
@@ -163,7 +168,7 @@ def _write_step(pk: uuid.UUID, step) -> dict | None | object:
     except Exception:
         log.exception("Writing a poll's outcome for render %s failed", pk)
     try:
-        return Render.objects.filter(pk=pk, state__in=AT_GATEWAY).values(*FIELDS).first()
+        return _row(pk)
     except Exception:
         log.exception("Reading render %s back after its state change failed", pk)
         connection.close()
@@ -272,7 +277,7 @@ class Poller:
         self.client = client
         self.pool = pool
         self.writer = writer  # one thread, one connection: the state changes polls bring (None: done at once)
-        self.writes: dict[Future, Tracked] = {}  # state changes in flight on the writer, and whose
+        self.writes: dict[Future, Tracked] = {}  # state changes in flight on the writer, each with its entry
         self.limit = limit  # polls in flight at once
         self.shards = held  # None: every render is ours (a lone run, as in tests that drive it by hand)
         self.fresh: set[int] = set()  # shards just taken: the next feed reads all their renders
@@ -336,7 +341,7 @@ class Poller:
         """Read a render's row again. A poll of it still in flight stays its only one: the fresh entry is busy
         until that poll returns (its own submission finishing, say, must not send a second poll beside it)."""
         old = self.tracked.pop(pk, None)
-        row = Render.objects.filter(pk=pk, state__in=AT_GATEWAY).values(*FIELDS).first()
+        row = _row(pk)
         if row is not None:
             self._track(row)
             if old is not None and old.busy and pk in self.tracked:
@@ -549,12 +554,10 @@ class Poller:
         with a poll out) is left alone; the fresh one is the render's only one."""
         if self.tracked.get(entry.pk) is not entry:
             return
-        if (
-            row is UNREAD
-        ):  # the writer could not read it back: the loop thread reads it (and raises if it can't)
-            entry.busy = (
-                False  # the write is over (no poll of it is out: a render being written is not polled)
-            )
+        if row is UNREAD:
+            # The writer could not read it back: the loop thread reads it (and raises if it can't). The write is
+            # over, and no poll of it is out (a render being written is not polled).
+            entry.busy = False
             self._reload(entry.pk)
             return
         del self.tracked[entry.pk]
