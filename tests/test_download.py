@@ -36,8 +36,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def short_slices(settings):
-    """Slices and stalls of a fraction of a second, so faults that outlast them stay quick."""
-    settings.STUDIO_DOWNLOAD_SLICE_SECONDS = 0.5
+    """Stalls of a second, so faults that outlast them stay quick. A slice is long enough that a cut, a stall or a
+    refusal is what ends an attempt even on a loaded machine; the tests of slicing itself shorten it."""
+    settings.STUDIO_DOWNLOAD_SLICE_SECONDS = 10
     settings.STUDIO_DOWNLOAD_STALL_SECONDS = 1.0
     settings.STUDIO_POLLER_RUN_SECONDS = 5
 
@@ -102,8 +103,9 @@ def assert_whole(gateway, render: Render) -> None:
 
 
 def test_a_trickle_longer_than_a_slice_completes_over_several_tasks_resuming_each_time(
-    gateway, owner, queue, api
+    gateway, owner, queue, api, settings
 ):
+    settings.STUDIO_DOWNLOAD_SLICE_SECONDS = 0.5
     render = finished(owner, api, queue)
     size = len(source(gateway, render))
     # About three seconds for the whole clip, six times the slice: one task could not have fetched it alone.
