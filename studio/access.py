@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -278,7 +279,13 @@ def get_invitation_for_token(token: str) -> Invitation:
 
 def get_team_for_user(user, team_id, role: str = Role.MEMBER) -> tuple[Team, Membership]:
     """A team the user belongs to (else 404) with at least `role` (else 403)."""
-    member = Membership.objects.select_related("team").filter(user=user, team_id=team_id).first()
+    return _team_as(
+        Membership.objects.select_related("team").filter(user=user, team_id=team_id).first(), role
+    )
+
+
+def _team_as(member: Membership | None, role: str) -> tuple[Team, Membership]:
+    """The member's team if they have at least `role` in it (else 403); None, not a member: 404."""
     if member is None:
         raise Http404("No such team.")
     if not member.allows(role):
@@ -290,15 +297,59 @@ def active_team(user) -> Team | None:
     """The team new renders go to: the one the user picked, while they are still a member of it."""
     if not user.is_authenticated:
         return None
-    profile = Profile.objects.filter(user=user).select_related("active_team").first()
-    if profile is not None and profile.active_team_id is None:
+    return _active_team(user, _memberships(user))
+
+
+def _active_team(user, memberships: list[Membership]) -> Team | None:
+    """`active_team` from the user's memberships (with their teams), as read for this request."""
+    chosen = list(Profile.objects.filter(user=user).values_list("active_team_id", flat=True)[:1])
+    if chosen == [None]:
         return None  # the user picked "Personal"
-    team = profile.active_team if profile else None
-    if team is not None and membership(user, team.pk) is not None:
-        return team
+    teams = {m.team_id: m.team for m in memberships}
+    if chosen and chosen[0] in teams:
+        return teams[chosen[0]]
     # No choice yet (or the chosen team dropped them): their oldest team, else personal.
-    first = Membership.objects.filter(user=user).select_related("team").order_by("created_at").first()
-    return first.team if first else None
+    return min(memberships, key=lambda m: m.created_at).team if memberships else None
+
+
+def _memberships(user) -> list[Membership]:
+    return list(Membership.objects.filter(user=user).select_related("team").order_by("team__name"))
+
+
+class Viewer:
+    """What one request knows of its signed-in user's teams, read at most once: their memberships (with their
+    teams, by name), the teams they review, and their active team. Kept on the request by `viewer(request)`, so the
+    view and the context processors (the team switcher, the review badge) share one read instead of each asking
+    again. It lives no longer than the request: access is still computed from the rows on every request. A view
+    that changes memberships or the active team reads it only after the change."""
+
+    def __init__(self, user) -> None:
+        self.user = user
+
+    @cached_property
+    def memberships(self) -> list[Membership]:
+        return _memberships(self.user) if self.user.is_authenticated else []
+
+    @cached_property
+    def reviewer_team_ids(self) -> set:
+        return {m.team_id for m in self.memberships if m.allows(Role.REVIEWER)}
+
+    @cached_property
+    def active_team(self) -> Team | None:
+        return _active_team(self.user, self.memberships) if self.user.is_authenticated else None
+
+    def can_review(self, render: Render) -> bool:
+        """`can_review`, from the teams already read."""
+        return reviewable(render, self.user.pk, self.reviewer_team_ids)
+
+
+def viewer(request) -> Viewer:
+    """The request's Viewer, made on first use."""
+    found = getattr(request, "_studio_viewer", None)
+    if found is None or found.user is not request.user:
+        found = Viewer(request.user)
+        setattr(request, "_studio_viewer", found)  # noqa: B010 (not an HttpRequest attribute)
+    return found
 
 
 def to_review(user, team_ids: set | None = None):
@@ -362,12 +413,14 @@ class MoneyScope:
         return Render.objects.filter(team=self.team)
 
 
-def money_scope_for_user(user, value: str, role: str = Role.MEMBER) -> MoneyScope:
-    """Whose money: a team the user belongs to with `role` (else 404/403), or their personal renders.
+def money_scope_for_user(viewer: Viewer, value: str, role: str = Role.MEMBER) -> MoneyScope:
+    """Whose money: a team the user (the request's `viewer`) belongs to with `role` (else 404/403), or their
+    personal renders.
 
     `value` is the query string's `team`: a team id, "personal", or empty for the user's active team. Anything
     else is a BadValue.
     """
+    user = viewer.user
     if value == "personal":
         return MoneyScope(None, user, sees_everyone=True)
     if value:
@@ -376,9 +429,9 @@ def money_scope_for_user(user, value: str, role: str = Role.MEMBER) -> MoneyScop
         except ValueError:
             raise BadValue("team must be a team id or “personal”.") from None
     else:
-        team = active_team(user)
+        team = viewer.active_team
         if team is None:
             return MoneyScope(None, user, sees_everyone=True)
         team_id = team.pk
-    team, me = get_team_for_user(user, team_id, role)
+    team, me = _team_as(next((m for m in viewer.memberships if m.team_id == team_id), None), role)
     return MoneyScope(team, user, sees_everyone=me.allows(Role.ADMIN))

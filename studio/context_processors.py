@@ -8,7 +8,7 @@ from django.utils.functional import SimpleLazyObject
 from studio import access
 from studio.catalog import MODELS
 from studio.lifecycle import cancel
-from studio.models import GatewayAlert, Membership, Role
+from studio.models import GatewayAlert
 
 ALERTS_SHOWN = 5  # open alerts listed in the staff banner; the rest are counted, with a link to the admin
 
@@ -38,17 +38,16 @@ def gateway_banner(request) -> dict:
 
 
 def navigation(request) -> dict:
-    """The team switcher and the reviewer's badge, computed only when a template shows them."""
+    """The team switcher and the reviewer's badge, computed only when a template shows them, from the request's
+    Viewer: what the view already read of the user's teams is not read again."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    memberships = SimpleLazyObject(
-        lambda: list(Membership.objects.filter(user=user).select_related("team").order_by("team__name"))
-    )
-    reviews = SimpleLazyObject(lambda: {m.team_id for m in memberships if m.allows(Role.REVIEWER)})
+    viewer = access.viewer(request)
+    reviews = SimpleLazyObject(lambda: viewer.reviewer_team_ids)
     return {
-        "memberships": memberships,
-        "active_team": SimpleLazyObject(lambda: access.active_team(user)),
+        "memberships": SimpleLazyObject(lambda: viewer.memberships),
+        "active_team": SimpleLazyObject(lambda: viewer.active_team),
         "reviews_somewhere": SimpleLazyObject(lambda: bool(reviews)),
         "to_review_count": SimpleLazyObject(
             lambda: access.to_review(user, team_ids=set(reviews)).count() if reviews else 0

@@ -515,19 +515,18 @@ def seed(owner, teammate, count: int) -> None:
 
 # Full page, in order (pinned for 1 and 30 clips: the same number):
 #   1. the session, 2. the user (authentication middleware)
-#   3. the profile with its active team, 4. the membership of that team (access.active_team)
+#   3. the user's memberships with their teams, 4. the team they picked (access.viewer: the active team is one of
+#      those teams, the reviewer teams, for the cards' review buttons, are read off the same rows)
 #   5. one page of renders (+1 to know if there is a next) with author, team and reviewer joined and
-#      `is_starred` as an EXISTS subquery, 6. the tags of those renders (prefetch)
-#   7. the user's reviewer teams (access.reviewer_team_ids: review buttons on cards without a query each)
-#   8. the team's members, for the filter bar's author choices
-#   then the context processors, lazily, in the order base.html reads them:
-#   9. the memberships with their teams (the "To review" link and the team switcher; the reviewer teams come
-#      from these rows; not a reviewer, so no count query), 10. the profile again, 11. its membership again
-#      (the switcher's active team), 12. open gateway alerts (the banner, below the header)
-FULL_PAGE_QUERIES = 12
-# The fragment (a filter change or the next page): 1-7 as above. No filter bar (8), and the fragment reads no
-# context-processor value, so the lazy navigation and banner cost nothing (9-12).
-FRAGMENT_QUERIES = 7
+#      `is_starred` as a subquery per row, 6. the tags of those renders (prefetch)
+#   7. the team's members, for the filter bar's author choices
+#   then the context processors, lazily, in the order base.html reads them: the "To review" link and the team
+#   switcher read the request's Viewer again (no query; not a reviewer, so no count query), 8. open gateway
+#   alerts (the banner, below the header)
+FULL_PAGE_QUERIES = 8
+# The fragment (a filter change or the next page): 1-6 as above. No filter bar (7), and the fragment reads no
+# context-processor value, so the banner costs nothing (8).
+FRAGMENT_QUERIES = 6
 
 
 @pytest.mark.parametrize("count", [1, 30])

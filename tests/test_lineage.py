@@ -496,11 +496,10 @@ def test_unfinished_renders_show_their_state_instead_of_a_player(owner_client, o
 #   4. the root draft and all its promotions the user may see, with their authors (lineage_for)
 #   5. the rate card, once, for the re-run buttons' prices (ledger.rate_card)
 #   then the context processors, lazily, in the order base.html reads them:
-#   6. the memberships with their teams (the "To review" link and the team switcher; the reviewer teams come
-#      from these rows; not a reviewer, so no count query), 7. the profile with its active team, 8. the first
-#      membership (no team picked: access.active_team falls back to it), 9. open gateway alerts (the banner,
-#      below the header)
-LINEAGE_QUERIES = 9
+#   6. the memberships with their teams (access.viewer: the "To review" link and the team switcher; the reviewer
+#      teams and the active team come from these rows; not a reviewer, so no count query), 7. the team picked
+#      (none: the oldest team is the active one), 8. open gateway alerts (the banner, below the header)
+LINEAGE_QUERIES = 8
 
 
 @pytest.mark.parametrize("promotions", [1, 5])

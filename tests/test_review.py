@@ -524,16 +524,15 @@ def fill(clip: Render, people: dict, n: int) -> None:
 # The detail page, for a reviewer, whatever the number of comments, reviews and promotions:
 #  1 session, 2 user (auth)
 #  3 render (access: for_user, with its author, team and last reviewer; the membership subquery is inlined)
-#  4 membership (access.can_review)
+#  4 memberships with teams (access.viewer: can_review; the navigation reads the same rows below)
 #  5 reviews with their reviewers, 6 comments with their authors
 #  7 the promotions the user may see (the parent is none: the clip is a draft), 8 the rate card (re-run price)
 #  9 the render's ledger entries
 # 10 membership (access.can_share: the reviewer is not its author; the share links are read only by those who share)
 #  then the context processors, lazily, in the order base.html reads them:
-# 11 memberships with teams (the reviewer teams come from these rows), 12 count of renders to review
-# 13 profile, 14 the first membership (navigation: active_team, no team picked)
-# 15 gateway alerts (the banner, below the header)
-DETAIL_QUERIES = 15
+# 11 count of renders to review, 12 the team picked (navigation: active_team; none, so the oldest team)
+# 13 gateway alerts (the banner, below the header)
+DETAIL_QUERIES = 13
 
 
 @pytest.mark.parametrize("n", [1, 6])
@@ -549,11 +548,12 @@ def test_the_detail_page_costs_the_same_queries_whatever_it_shows(people, clip, 
 
 # The queue, whatever the number of waiting renders:
 #  1 session, 2 user
-#  3 reviewer teams (the view, passed on to to_review), 4 renders with author, team and last reviewer
+#  3 memberships with teams (access.viewer: the reviewer teams come from these rows, for the view and the
+#  navigation), 4 renders with author, team and last reviewer
 #  then the context processors, lazily, in the order base.html reads them:
-#  5 memberships with teams (the reviewer teams come from these rows), 6 count of renders to review
-#  7 profile, 8 the first membership (navigation: active_team, no team picked), 9 gateway alerts
-QUEUE_QUERIES = 9
+#  5 count of renders to review, 6 the team picked (navigation: active_team; none, so the oldest team)
+#  7 gateway alerts
+QUEUE_QUERIES = 7
 
 
 @pytest.mark.parametrize("n", [1, 6])

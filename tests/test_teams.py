@@ -541,10 +541,10 @@ def test_the_team_page_costs_the_same_queries_whatever_its_size(people, admin_cl
     assert response.content.decode().count('<tr id="invitation-') == people
     # 1 the session; 2 the user; 3 my membership with its team (access); 4 the pending invitations (I am an
     # admin); 5 every member with their user, in one join; then the context processors, lazily, in the order
-    # base.html reads them: 6 my memberships with their teams (the teams I review in come from these rows); 7 how
-    # many renders wait for my review; 8 my profile; 9 my first membership (no active team picked); 10 open
-    # gateway alerts (the banner, below the header).
-    assert len(queries) == 10, "\n".join(q["sql"] for q in queries)
+    # base.html reads them: 6 my memberships with their teams (access.viewer: the teams I review in and my
+    # active team come from these rows); 7 how many renders wait for my review; 8 the team I picked (none: my
+    # oldest team is the active one); 9 open gateway alerts (the banner, below the header).
+    assert len(queries) == 9, "\n".join(q["sql"] for q in queries)
 
 
 @pytest.mark.parametrize("teams", [1, 12])
@@ -554,8 +554,8 @@ def test_the_teams_page_costs_the_same_queries_whatever_the_number_of_teams(team
     with CaptureQueriesContext(connection) as queries:
         response = owner_client.get(reverse("teams"))
     assert response.content.decode().count('<tr id="team-') == teams
-    # 1 the session; 2 the user; 3 my memberships with their teams (the table); then as on every page, lazily,
-    # in the order base.html reads them: 4 my memberships again (the "To review" link and the switcher; the
-    # teams I review in come from these rows); 5 how many renders wait for my review; 6 my profile; 7 my first
-    # membership (no active team picked); 8 open gateway alerts (the banner, below the header).
-    assert len(queries) == 8, "\n".join(q["sql"] for q in queries)
+    # 1 the session; 2 the user; 3 my memberships with their teams (access.viewer: the table, and as on every
+    # page the "To review" link and the switcher read the same rows); then, lazily, in the order base.html reads
+    # them: 4 how many renders wait for my review; 5 the team I picked (none: my oldest team is the active one);
+    # 6 open gateway alerts (the banner, below the header).
+    assert len(queries) == 6, "\n".join(q["sql"] for q in queries)

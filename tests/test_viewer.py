@@ -417,12 +417,12 @@ def test_a_member_who_does_not_review_gets_a_toast_for_a_and_f_goes_full_screen(
 # --- pinned query counts ---------------------------------------------------------------------------------------
 
 # The viewer, for a reviewer, whatever the number of clips and comments:
-#  1 session, 2 user, 3 render (access: for_user, with its author, team and last reviewer)
-#  the list: from the gallery 4 profile, 5 membership (access.active_team), from the queue 4 reviewer teams;
-#  then the previous and the next clip's id (one indexed query each), the comments with their authors
-#  then, lazily, as the page reads them: memberships with teams (the "to review" link), the count of renders to
-#  review, the reviewer teams (the review buttons: review_allowed)
-VIEWER_QUERIES = {"gallery": 11, "review": 10}
+#  1 session, 2 user, 3 render (access: for_user, with its author, team and last reviewer), 4 memberships with
+#  teams (access.viewer: the reviewer teams, for the list from the queue, the "to review" link and the review
+#  buttons, and the active team), the list: from the gallery 5 the team picked (the active team), from the queue
+#  nothing more; then the previous and the next clip's id (one indexed query each), the comments with their
+#  authors, then, lazily, as the page reads it, the count of renders to review
+VIEWER_QUERIES = {"gallery": 9, "review": 8}
 
 
 @pytest.mark.parametrize("n", [1, 6])

@@ -40,10 +40,11 @@ from studio.views.decorators import answers_400
 @answers_400
 def gallery(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """A grid of clips, filtered and sorted; an HTMX request (filter change or scroll) gets just the page."""
-    team = access.active_team(request.user)
+    viewer = access.viewer(request)
+    team = viewer.active_team
     filters = parse_filters(request.GET, default_scope=TEAM if team else MINE)
     page = gallery_page(gallery_renders(request.user, filters, team), filters)
-    mark_reviewable(page.renders, access.reviewer_team_ids(request.user), request.user.pk)
+    mark_reviewable(page.renders, viewer.reviewer_team_ids, request.user.pk)
     context = {
         "page": page,
         "items": group_variants(page.renders),

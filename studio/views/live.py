@@ -17,12 +17,9 @@ from studio.htmx import AuthenticatedHtmxRequest, render_partials
 from studio.views.review import QUEUE_SIZE
 
 
-def live_parts(
-    request: AuthenticatedHtmxRequest, since: datetime, teams: set[int] | None = None
-) -> list[tuple[str, dict]]:
-    """What every poll answer carries besides its own: the review badge (for reviewers) and the notices.
-    `teams`: the user's reviewer teams, when the caller has them already."""
-    teams = access.reviewer_team_ids(request.user) if teams is None else teams
+def live_parts(request: AuthenticatedHtmxRequest, since: datetime) -> list[tuple[str, dict]]:
+    """What every poll answer carries besides its own: the review badge (for reviewers) and the notices."""
+    teams = access.viewer(request).reviewer_team_ids
     parts: list[tuple[str, dict]] = []
     if teams:
         parts.append(("base.html#to-review-badge", {"oob_badge": True}))
@@ -56,11 +53,11 @@ def poll(request: AuthenticatedHtmxRequest) -> HttpResponse:
         return HttpResponseBadRequest("since must be an ISO-8601 timestamp with a time zone")
     now = timezone.now()  # before the queries: what happens meanwhile is found by the next poll
     on_queue = request.GET.get("queue") == "1"
-    teams = access.reviewer_team_ids(request.user)
+    teams = access.viewer(request).reviewer_team_ids
     return render_partials(
         request,
         ("base.html#live-poll", {"live_since": now, "live_queue": on_queue}),
-        *live_parts(request, since, teams),
+        *live_parts(request, since),
         *(_queue_parts(request, teams) if on_queue else []),
     )
 

@@ -64,7 +64,7 @@ def _members(team) -> list:
 
 def _scope_and_month(request: AuthenticatedHtmxRequest) -> tuple[access.MoneyScope, params.Month]:
     """Whose money and which month the query string asks for (BadValue, answered 400, when it cannot say)."""
-    scope = access.money_scope_for_user(request.user, request.GET.get("team", ""))
+    scope = access.money_scope_for_user(access.viewer(request), request.GET.get("team", ""))
     return scope, params.parse_month(request.GET.get("month"))
 
 
@@ -132,13 +132,13 @@ def budgets(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """The team's monthly budget and its members' (team admins only); POST saves them."""
     if request.method == "POST":
         return _save_budgets(request)
-    scope = access.money_scope_for_user(request.user, request.GET.get("team", ""), Role.ADMIN)
+    scope = access.money_scope_for_user(access.viewer(request), request.GET.get("team", ""), Role.ADMIN)
     return render(request, "budgets.html", _budgets_context(scope))
 
 
 def _save_budgets(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """Save the budgets that changed (blank removes one); errors stay on their field."""
-    scope = access.money_scope_for_user(request.user, request.POST.get("team", ""), Role.ADMIN)
+    scope = access.money_scope_for_user(access.viewer(request), request.POST.get("team", ""), Role.ADMIN)
     if scope.team is None:
         raise BadValue("Budgets belong to a team: say which one.")
     context = _budgets_context(scope, data=request.POST)
@@ -174,7 +174,7 @@ def _rates_context(request: AuthenticatedHtmxRequest, failed: tuple[int, RateFor
             line.value = failed[1].data.get("usd_per_second", "")
     return {
         **_nav(
-            access.money_scope_for_user(request.user, ""), here="rates"
+            access.money_scope_for_user(access.viewer(request), ""), here="rates"
         ),  # the money links of the active team
         "lines": lines,
         "can_edit": request.user.is_staff,
@@ -219,7 +219,7 @@ def rate_set(request: AuthenticatedHtmxRequest, rate_id: int) -> HttpResponse:
 @answers_400
 def reconcile(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """Renders billed beyond a tolerance of their estimate, and renders still holding money (team admins)."""
-    scope = access.money_scope_for_user(request.user, request.GET.get("team", ""), Role.ADMIN)
+    scope = access.money_scope_for_user(access.viewer(request), request.GET.get("team", ""), Role.ADMIN)
     tolerance = params.parse_tolerance(request.GET.get("tolerance"))
     differs, more_differ = reports.mismatches(scope, tolerance)
     stuck, more_stuck = reports.stuck_holds(scope)

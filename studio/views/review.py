@@ -56,7 +56,7 @@ def _detail_context(request: AuthenticatedHtmxRequest, item: Render) -> dict:
     billed = item.billed_cost
     return {
         "render": item,
-        "can_review": access.can_review(request.user, item),
+        "can_review": access.viewer(request).can_review(item),
         "is_author": item.user_id == request.user.pk,
         "reviews": _reviews(item),
         "comments": _comments(item),
@@ -147,7 +147,7 @@ def private(request: AuthenticatedHtmxRequest, render_id: uuid.UUID) -> HttpResp
 @require_safe
 def review_queue(request: AuthenticatedHtmxRequest) -> HttpResponse:
     """Finished clips waiting for this user's review, oldest first, each with its review actions."""
-    team_ids = access.reviewer_team_ids(request.user)
+    team_ids = access.viewer(request).reviewer_team_ids
     renders = []
     if team_ids:
         waiting = (

@@ -22,7 +22,7 @@ from studio.cursor import Cursor, catch_up, parse_time
 from studio.forms import RenderForm
 from studio.gallery import group_variants
 from studio.htmx import AuthenticatedHtmxRequest, card_answer, group_answer, render_partials, request_cursor
-from studio.models import Render, Team
+from studio.models import Render
 from studio.money import ledger
 from studio.ranged import serve_clip, stored_file_response
 from studio.views.live import live_parts
@@ -114,7 +114,7 @@ def _studio_context(request: AuthenticatedHtmxRequest, form: RenderForm | None =
         items=group_variants(renders),
         polling=any(not r.is_terminal for r in renders),
         cursor=cursor,
-        prompt_teams=Team.objects.filter(memberships__user=request.user).order_by("name"),
+        prompt_teams=[m.team for m in access.viewer(request).memberships],  # by name
         older_query=_older_query(renders[-1]) if more else "",
     )
 

@@ -38,8 +38,7 @@ from studio.models import ROLE_RANK, Invitation, Membership, Role, Team
 
 
 def _teams_context(request: AuthenticatedHtmxRequest, form: TeamForm) -> dict:
-    mine = Membership.objects.filter(user=request.user).select_related("team").order_by("team__name")
-    return {"form": form, "my_memberships": list(mine)}
+    return {"form": form, "my_memberships": access.viewer(request).memberships}
 
 
 def _invitations(request: AuthenticatedHtmxRequest, team: Team, me: Membership) -> list[Invitation]:

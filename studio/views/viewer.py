@@ -66,11 +66,11 @@ def _list_around(request: AuthenticatedHtmxRequest, item: Render) -> ViewerList:
     if params.get("from", "") not in ("", "detail"):
         raise BadValue("from must be “detail” (or absent).")
     if name == "review":
-        renders = access.to_review(request.user)
+        renders = access.to_review(request.user, team_ids=access.viewer(request).reviewer_team_ids)
         previous, following = neighbours(renders, "created_at", item.created_at, item.pk, descending=False)
         close = reverse("review_queue")
     else:
-        team = access.active_team(request.user)
+        team = access.viewer(request).active_team
         # The list, not a page of it: a gallery page's cursor (from an infinite-scroll card) is dropped.
         filters = parse_filters(QueryDict(_kept_query(params)), default_scope=TEAM if team else MINE)
         renders = gallery_renders(request.user, filters, team)
