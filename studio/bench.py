@@ -215,7 +215,10 @@ def bench_poller(renders: int, speed: float) -> dict:
     # Submissions and downloads run in worker processes, as a cluster's q workers do (STUDIO_Q_WORKERS): they
     # share the cores with the poller, not its interpreter.
     workers = ProcessPoolExecutor(
-        4, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup, initargs=(base_url,)
+        settings.Q_CLUSTER["workers"],
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_setup,
+        initargs=(base_url,),
     )
 
     real_enqueue = queue.enqueue
