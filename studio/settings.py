@@ -513,6 +513,10 @@ STUDIO_LOGIN_ADDRESS_FAILURES = envcount("STUDIO_LOGIN_ADDRESS_FAILURES", 20)  #
 STUDIO_LOGIN_LOCK_SECONDS = envcount("STUDIO_LOGIN_LOCK_SECONDS", 60)
 STUDIO_LOGIN_LOCK_MAX_SECONDS = envcount("STUDIO_LOGIN_LOCK_MAX_SECONDS", 15 * 60)
 STUDIO_LOGIN_FORGET_SECONDS = envcount("STUDIO_LOGIN_FORGET_SECONDS", 24 * 3600)  # quiet: failures forgotten
+# Password-reset e-mails: at most this many to one e-mail address, and requests from one client address, a window.
+STUDIO_RESET_EMAIL_LIMIT = envcount("STUDIO_RESET_EMAIL_LIMIT", 3)
+STUDIO_RESET_ADDRESS_LIMIT = envcount("STUDIO_RESET_ADDRESS_LIMIT", 10)
+STUDIO_RESET_WINDOW_SECONDS = envcount("STUDIO_RESET_WINDOW_SECONDS", 3600)
 # The client address comes from X-Forwarded-For only behind a proxy (STUDIO_BEHIND_PROXY, read with STUDIO_HTTPS
 # above; studio/netaddr.py): otherwise anyone could send the header and pose as any address.
 

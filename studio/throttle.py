@@ -14,6 +14,12 @@ without one. A successful login forgets its username's failures (not its address
 
 On the database cache two failures at the very same moment may count as one (its increment is a read and a
 write); Redis counts exactly. Either way a guesser is held to a handful of tries per lock.
+
+Password-reset e-mails are counted too (`reset_allowed`), in the same cache, so that the form cannot be used to
+flood someone's mailbox or to send mail in bulk: an e-mail address gets at most `STUDIO_RESET_EMAIL_LIMIT` (3)
+reset e-mails an hour (`STUDIO_RESET_WINDOW_SECONDS`), and a client address may ask at most
+`STUDIO_RESET_ADDRESS_LIMIT` (10) times an hour. Past the first the page still says "sent" and sends nothing (it
+must not tell whether an account has that address); past the second the form says to wait.
 """
 
 from __future__ import annotations
@@ -27,9 +33,7 @@ from django.core.cache import cache
 
 
 def _user_key(username: str) -> str:
-    # Hashed: a username may hold characters a cache key must not, and the cache need not hold it in clear.
-    digest = hashlib.sha256(username.strip().casefold().encode()).hexdigest()
-    return f"login-failures:user:{digest}"
+    return f"login-failures:user:{_hashed(username)}"
 
 
 def _address_key(address: str) -> str:
@@ -62,16 +66,34 @@ def record_failure(username: str, address: str) -> None:
     """Count a failed login against the username and the address; lock either that reached its limit."""
     forget = settings.STUDIO_LOGIN_FORGET_SECONDS
     for key, limit in _counted(username, address):
-        cache.add(key, 0, forget)
-        try:
-            failures = cache.incr(key)
-        except ValueError:  # forgotten between the two calls
-            cache.set(key, 1, forget)
-            failures = 1
+        failures = _count(key, forget)
         cache.touch(key, forget)
         seconds = lock_for(failures, limit)
         if seconds:
             cache.set(f"{key}:lock", time.time() + seconds, seconds)
+
+
+def _count(key: str, timeout: int) -> int:
+    """Add one to a counter kept for `timeout` seconds from its first count; the new count."""
+    cache.add(key, 0, timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between the two calls
+        cache.set(key, 1, timeout)
+        return 1
+
+
+def _hashed(value: str) -> str:
+    # Hashed: a username or an e-mail address may hold characters a cache key must not, and the cache need not
+    # hold it in clear.
+    return hashlib.sha256(value.strip().casefold().encode()).hexdigest()
+
+
+def reset_allowed(kind: str, value: str) -> bool:
+    """Count one password-reset request by `kind` ("email": one e-mail sent to that address, "address": one
+    request from that client address) and whether it is within the hour's limit."""
+    limit = {"email": settings.STUDIO_RESET_EMAIL_LIMIT, "address": settings.STUDIO_RESET_ADDRESS_LIMIT}[kind]
+    return _count(f"reset:{kind}:{_hashed(value)}", settings.STUDIO_RESET_WINDOW_SECONDS) <= limit
 
 
 def record_success(username: str) -> None:

@@ -107,6 +107,35 @@ def test_a_reset_lifts_the_lock_on_the_username(make_user):
     assert logs_in("nina", NEW)
 
 
+def test_one_address_gets_at_most_the_hours_reset_e_mails_and_the_page_says_sent_all_the_same(make_user):
+    make_user("nina", email="nina@example.com")
+    limit = settings.STUDIO_RESET_EMAIL_LIMIT
+    for n in range(limit + 2):  # from as many client addresses: the mailbox's own count is what stops them
+        response = Client(REMOTE_ADDR=f"192.0.2.{n + 1}").post(
+            "/account/reset/", {"email": "nina@example.com"}
+        )
+        assert response.status_code == 302 and response["Location"] == "/account/reset/sent/"
+    assert len(mail.outbox) == limit
+    make_user("omar", email="omar@example.com")
+    Client(REMOTE_ADDR="192.0.2.1").post("/account/reset/", {"email": "omar@example.com"})
+    assert mail.outbox[-1].to == ["omar@example.com"]  # another mailbox has its own count
+
+
+def test_a_client_address_that_asks_too_often_is_told_to_wait_on_the_e_mail_field(make_user):
+    make_user("nina", email="nina@example.com")
+    flood = Client(REMOTE_ADDR="198.51.100.7")
+    for n in range(settings.STUDIO_RESET_ADDRESS_LIMIT):
+        assert flood.post("/account/reset/", {"email": f"someone{n}@example.com"}).status_code == 302
+    refused = flood.post("/account/reset/", {"email": "nina@example.com"})
+    assert refused.status_code == 200 and mail.outbox == []
+    html = refused.content.decode()
+    assert re.search(
+        r'id="err-email"[^>]*>Too many reset requests from your network\. Try again in an hour\.<', html
+    )
+    elsewhere = Client(REMOTE_ADDR="203.0.113.9").post("/account/reset/", {"email": "nina@example.com"})
+    assert elsewhere.status_code == 302 and len(mail.outbox) == 1
+
+
 # --- the e-mail settings ------------------------------------------------------------------------------------
 
 
@@ -234,7 +263,14 @@ def test_with_an_smtp_url_the_reset_e_mail_goes_to_that_server(settings, make_us
 
 
 @pytest.mark.parametrize(
-    "name", ["STUDIO_LOGIN_USER_FAILURES", "STUDIO_LOGIN_LOCK_SECONDS", "STUDIO_INVITATION_DAYS"]
+    "name",
+    [
+        "STUDIO_LOGIN_USER_FAILURES",
+        "STUDIO_LOGIN_LOCK_SECONDS",
+        "STUDIO_INVITATION_DAYS",
+        "STUDIO_RESET_EMAIL_LIMIT",
+        "STUDIO_RESET_ADDRESS_LIMIT",
+    ],
 )
 def test_limits_below_one_stop_start_up(monkeypatch, tmp_path, name):
     with pytest.raises(

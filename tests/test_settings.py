@@ -158,6 +158,9 @@ UNPARSABLE = {
     "STUDIO_LOGIN_LOCK_SECONDS": "1m",
     "STUDIO_LOGIN_LOCK_MAX_SECONDS": "15m",
     "STUDIO_LOGIN_FORGET_SECONDS": "1d",
+    "STUDIO_RESET_EMAIL_LIMIT": "three",
+    "STUDIO_RESET_ADDRESS_LIMIT": "-1",
+    "STUDIO_RESET_WINDOW_SECONDS": "1h",
     # serving, HTTPS, metrics and logs (issue 11)
     "STUDIO_HTTPS": "yes please",
     "STUDIO_BEHIND_PROXY": "sometimes",
