@@ -1,5 +1,6 @@
 """Operator views: renders (read-only facts, and the operator actions of studio.lifecycle.operator), gateway
-alerts (resolve them), and the poller lease. Attaching a task id asks for it on an intermediate page."""
+alerts (resolve them), the poller lease, invitations and share links (look them up, revoke them). Attaching a task
+id asks for it on an intermediate page."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
 from studio import access
+from studio.actions.shares import do_revoke_share
 from studio.actions.teams import do_revoke_invitation
 from studio.lifecycle import operator
-from studio.models import GatewayAlert, Invitation, Lease, Render
+from studio.models import GatewayAlert, Invitation, Lease, Render, ShareLink
 
 
 class AttachForm(forms.Form):
@@ -135,3 +137,43 @@ class InvitationAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"{revoked} invitation(s) revoked; the others were already used or revoked."
         )
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    """Share links are made on a clip's page by its author or a team admin; here an operator finds every live
+    link (a clip shared outside a team by mistake, say) and revokes it. Every field is read-only: the link's URL is
+    signed and is not shown here; its row is the record of who shared what, and how often it was seen."""
+
+    list_display = (
+        "render",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "live",
+        "revoked_at",
+        "revoked_by",
+        "views",
+    )
+    list_filter = ("revoked_at",)
+    search_fields = ("render__id", "render__prompt", "created_by__username")
+    date_hierarchy = "created_at"
+    list_select_related = ("render", "created_by", "revoked_by")
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(boolean=True)
+    def live(self, obj: ShareLink) -> bool:
+        return obj.is_live
+
+    @admin.action(description="Revoke (their links stop working at once)")
+    def revoke(self, request, queryset) -> None:
+        live = [link for link in queryset if link.revoked_at is None]
+        for link in live:
+            do_revoke_share(link, request.user)
+        self.message_user(request, f"{len(live)} link(s) revoked; the others were already revoked.")

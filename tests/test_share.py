@@ -144,6 +144,25 @@ def test_a_link_is_revoked_only_through_its_own_clip(owner, team, clip):
     assert ShareLink.objects.get(pk=link.pk).revoked_at is None
 
 
+def test_an_operator_finds_live_links_in_the_admin_and_revokes_them(owner, clip, client, make_user):
+    create(owner, clip)
+    create(owner, clip, days="1")
+    links = list(ShareLink.objects.filter(render=clip))
+    client_for(owner).post(reverse("share_revoke", args=[clip.pk, links[0].pk]), **HTMX)
+    operator = make_user("opal", is_staff=True, is_superuser=True)
+    admin_site = client_for(operator)
+    changelist = reverse("admin:studio_sharelink_changelist")
+    listed = admin_site.get(changelist, {"q": clip.prompt[:12]}).content.decode()
+    assert listed.count('name="_selected_action"') == 2 and access.share_token(links[0]) not in listed
+    action = {"action": "revoke", "_selected_action": [str(link.pk) for link in links]}
+    done = admin_site.post(changelist, action, follow=True).content.decode()
+    assert "1 link(s) revoked; the others were already revoked." in done
+    assert client.get(page_url(links[1])).status_code == 410  # the public page stops at once
+    assert ShareLink.objects.get(pk=links[1].pk).revoked_by == operator
+    assert ShareLink.objects.get(pk=links[0].pk).revoked_by == owner  # the first revocation keeps its who
+    assert admin_site.get(reverse("admin:studio_sharelink_add")).status_code == 403
+
+
 # --- the public page -------------------------------------------------------------------------------------------
 
 
