@@ -170,6 +170,21 @@ def test_a_group_that_only_partly_fits_the_budget_is_refused_whole(queue, owner,
     assert takes.count() == 3 and holds_of(takes) == [Decimal("0.50")] * 3
 
 
+def test_the_live_estimate_warns_of_a_group_in_the_words_its_submit_would_be_refused_with(owner, team):
+    Budget.objects.create(team=team, monthly_usd=Decimal("10.00"))
+    spent_earlier(team, owner, "8.50")
+    client = client_for(owner)
+
+    warned = client.post(reverse("estimate"), {**SORA2, "variants": "4"}, **HTMX).text
+    refused = post_form(client, {**SORA2, "variants": "4"}).text
+
+    words = "These 4 variants would cost $2.00, but only $1.50 is left of team"
+    fit = "Nothing was rendered: 3 would fit, so render ×3 or fewer."
+    assert words in warned and fit in warned
+    assert words in refused and fit in refused
+    assert "over-budget" not in client.post(reverse("estimate"), {**SORA2, "variants": "3"}, **HTMX).text
+
+
 def test_a_group_of_which_not_even_one_fits_says_so(queue, owner, team):
     Budget.objects.create(team=team, monthly_usd=Decimal("10.00"))
     spent_earlier(team, owner, "9.80")

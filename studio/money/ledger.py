@@ -171,9 +171,13 @@ def budget_status(budget: Budget, since: datetime | None = None) -> BudgetStatus
 
 def budgets_for(render: Render, *, lock: bool = False) -> list[Budget]:
     """The budgets a render counts against: its team's, and its author's within that team."""
-    if render.team_id is None:
+    return _budgets(render.team_id, render.user_id, lock=lock)
+
+
+def _budgets(team_id, user_id, *, lock: bool = False) -> list[Budget]:
+    if team_id is None:
         return []
-    rows = Budget.objects.filter(Q(user__isnull=True) | Q(user=render.user_id), team=render.team_id)
+    rows = Budget.objects.filter(Q(user__isnull=True) | Q(user=user_id), team=team_id)
     if lock:
         # Only the budget rows: PostgreSQL refuses FOR UPDATE on the nullable side of the outer join to `user`.
         rows = rows.select_for_update(of=("self",))
@@ -204,17 +208,23 @@ class BudgetExceeded(Exception):
         self.status = status
 
 
-def over_budget(user, team, amount: Decimal) -> str:
-    """What the live estimate says when `amount` would exceed the team's or the member's budget this month (the
-    words a submit would be refused with), else "". Read only: the submit's hold decides, with the rows locked."""
-    if team is None or not user.is_authenticated:
-        return ""
-    budgets = Budget.objects.filter(Q(user__isnull=True) | Q(user=user), team=team)
-    for budget in budgets.select_related("team", "user").order_by("pk"):
+def _exceeded(budgets: list[Budget], amount: Decimal, submitter_id, count: int) -> BudgetExceeded | None:
+    """The first budget that `amount` (`count` renders together) would overrun this month, as the refusal."""
+    for budget in budgets:
         status = budget_status(budget)
         if amount > status.left:
-            return BudgetExceeded(status, amount, submitter_id=user.pk).message
-    return ""
+            return BudgetExceeded(status, amount, submitter_id=submitter_id, count=count)
+    return None
+
+
+def over_budget(user, team, amount: Decimal, count: int = 1) -> str:
+    """What the live estimate says when `amount` (`count` variants together) would exceed the team's or the
+    member's budget this month: the words a submit would be refused with, else "". Read only: the submit's hold
+    decides, with the rows locked."""
+    if team is None or not user.is_authenticated:
+        return ""
+    refused = _exceeded(_budgets(team.pk, user.pk), amount, user.pk, count)
+    return refused.message if refused else ""
 
 
 def hold(render: Render) -> LedgerEntry:
@@ -234,10 +244,9 @@ def hold_all(renders: list[Render]) -> list[LedgerEntry]:
     if any(r.team_id != first.team_id or r.user_id != first.user_id for r in renders):
         raise ValueError("hold_all() holds one author's renders in one team")
     amount = sum((r.estimated_cost for r in renders), ZERO)
-    for budget in budgets_for(first, lock=True):
-        status = budget_status(budget)
-        if amount > status.left:
-            raise BudgetExceeded(status, amount, submitter_id=first.user_id, count=len(renders))
+    refused = _exceeded(budgets_for(first, lock=True), amount, first.user_id, len(renders))
+    if refused:
+        raise refused
     return [
         LedgerEntry.objects.create(
             render=render,

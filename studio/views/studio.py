@@ -75,8 +75,8 @@ def _budget_note(request: AuthenticatedHtmxRequest, context: dict) -> dict:
     total = context["batch_total"]  # None exactly when there is no estimate
     if total is None:
         return context
-    team = access.active_team(request.user)
-    return {**context, "over_budget": ledger.over_budget(request.user, team, total)}
+    team = access.viewer(request).active_team
+    return {**context, "over_budget": ledger.over_budget(request.user, team, total, context["variants"])}
 
 
 def _catalog_context() -> dict:
