@@ -166,3 +166,12 @@ def test_an_emulator_port_in_use_is_named_too(tmp_path):
         )
     assert started.returncode != 0
     assert f"127.0.0.1:{port} is already in use (wanted by the gateway emulator)" in started.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "devstack"])
+def test_a_web_port_that_is_the_emulators_stops_start_up_naming_both(tmp_path, command):
+    port = free_port()
+    started = manage(command, "--addr", f"127.0.0.1:{port}", env=stack_env(tmp_path, port), timeout=60)
+    assert started.returncode != 0
+    assert f"port {port} is wanted by both the web server and the gateway emulator" in started.stderr
+    assert "Studio" not in started.stdout and not answers(f"http://127.0.0.1:{port}/_emulator/health")

@@ -49,7 +49,16 @@ def emulator_command(speed: str) -> tuple[list[str], int] | None:
 
 
 def refuse_taken_ports(ports: dict[str, tuple[str, int]]) -> None:
-    """Stop with a clear message, before anything starts, if any of the named ports is in use."""
+    """Stop with a clear message, before anything starts, if any of the named ports is in use, or wanted twice
+    (`make run PORT=8765` would give the web server the emulator's port: whichever started second failed)."""
+    wanted: dict[int, str] = {}
+    for name, (_, port) in ports.items():
+        if port in wanted:
+            raise CommandError(
+                f"Cannot start: port {port} is wanted by both {wanted[port]} and {name}. Pick another port "
+                "(make run PORT=N, make serve PORT=N, --addr, STUDIO_EMULATOR_PORT)."
+            )
+        wanted[port] = name
     busy = [
         f"{host}:{port} is already in use (wanted by {name})"
         for name, (host, port) in ports.items()
