@@ -142,31 +142,27 @@ def probe_video(path: Path) -> VideoInfo:
     raise MediaError(f"{path.name} is not a readable video (it has no video stream).")
 
 
+def _poster_output(tmp: Path) -> list[str]:
+    """ffmpeg's output options for one JPEG frame written to ``tmp``."""
+    return [
+        *("-frames:v", "1", "-q:v", "3", "-an", "-f", "image2", "-update", "1", "-c:v", "mjpeg"),
+        str(tmp),
+    ]
+
+
+def _poster_temp(out: Path) -> Path:
+    """An empty file beside ``out`` for a poster in the making (replaced onto ``out`` once whole)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=".jpg", dir=out.parent)
+    os.close(fd)
+    return Path(tmp_name)
+
+
 def _run_poster(video: Path, tmp: Path, at_seconds: float) -> str | None:
     """Write one JPEG frame to ``tmp``; return None on success, else ffmpeg's complaint."""
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-ss",
-        f"{at_seconds:.3f}",
-        "-i",
-        _ffmpeg_input(video),
-        "-frames:v",
-        "1",
-        "-q:v",
-        "3",
-        "-an",
-        "-f",
-        "image2",
-        "-update",
-        "1",
-        "-c:v",
-        "mjpeg",
-        str(tmp),
+        *(imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"),
+        *("-ss", f"{at_seconds:.3f}", "-i", _ffmpeg_input(video)),
+        *_poster_output(tmp),
     ]
     try:
         proc = run_ffmpeg(cmd, timeout=FFMPEG_TIMEOUT, nice=BATCH_NICE)
@@ -184,9 +180,7 @@ def extract_poster(video: Path, out: Path, at_seconds: float = 0.5) -> None:
     info = probe_video(video)
     if not (0 < at_seconds < info.duration):
         at_seconds = 0.0
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=".jpg", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _poster_temp(out)
     try:
         problem = _run_poster(video, tmp, at_seconds)
         if problem and at_seconds > 0:
@@ -252,26 +246,53 @@ def frame_png(video: Path | str, at_seconds: float) -> bytes:
     return proc.stdout
 
 
-def decode_check(path: Path, timeout: float = FFMPEG_TIMEOUT) -> None:
+def decode_check(
+    path: Path, timeout: float = FFMPEG_TIMEOUT, *, poster: Path | None = None, poster_at: float = 0.0
+) -> None:
     """Decode every frame of every stream of ``path``, stopping at the first decoding error.
 
     A probe and one poster frame read the header and the first frames only; a clip damaged in the middle
     ("Invalid NAL unit size") passes both. ``-xerror`` makes ffmpeg exit non-zero on the first error, which
     it otherwise only prints. Raises MediaError (MediaTimeout when it took longer than ``timeout``).
+
+    With ``poster``, the same pass writes the frame at ``poster_at`` seconds there, as extract_poster would: the
+    frames decoded for the check are not decoded again for the poster (a fifth to a third of a download's checks).
+    ``poster`` is replaced atomically, and only when the whole clip decodes. A pass that fails may have failed for
+    the poster's sake (no frame at that time: the JPEG encoder then starts without one and refuses), never a
+    reason to call a paid clip damaged: the check is then run alone, and the poster taken by extract_poster.
     """
     path = Path(path)
+    if poster is None:
+        proc = _decode(path, timeout)
+        if proc.returncode != 0:
+            raise MediaError(
+                f"{path.name} does not decode ({_first_error(proc.stderr.decode('utf-8', 'replace'))})."
+            )
+        return
+    tmp = _poster_temp(poster)
+    try:
+        # A second output: the frames before `poster_at` are dropped, the next one is written.
+        proc = _decode(path, timeout, "-ss", f"{poster_at:.3f}", *_poster_output(tmp))
+        if proc.returncode == 0 and tmp.stat().st_size:
+            os.replace(tmp, poster)
+            return
+    finally:
+        tmp.unlink(missing_ok=True)
+    if proc.returncode != 0:  # the clip or its poster? The check alone says.
+        decode_check(path, timeout)
+    extract_poster(path, poster, at_seconds=poster_at)
+
+
+def _decode(path: Path, timeout: float, *outputs: str) -> subprocess.CompletedProcess:
+    """ffmpeg decoding all of ``path`` to nothing, and to ``outputs`` too; MediaTimeout past ``timeout``."""
     cmd = [
-        *(imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-xerror"),
-        *("-i", _ffmpeg_input(path), "-f", "null", "-"),
+        *(imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-xerror", "-y"),
+        *("-i", _ffmpeg_input(path), "-f", "null", "-", *outputs),
     ]
     try:
-        proc = run_ffmpeg(cmd, timeout=timeout, nice=BATCH_NICE)
+        return run_ffmpeg(cmd, timeout=timeout, nice=BATCH_NICE)
     except subprocess.TimeoutExpired as exc:
         raise MediaTimeout(f"Decoding {path.name} took longer than {timeout:g} s.") from exc
-    if proc.returncode != 0:
-        raise MediaError(
-            f"{path.name} does not decode ({_first_error(proc.stderr.decode('utf-8', 'replace'))})."
-        )
 
 
 _CONTEXT_PREFIX = re.compile(r"^(?:\[[^\]]*@ 0x[0-9a-f]+\]\s*)+")

@@ -311,6 +311,10 @@ def test_the_full_decode_rejects_a_clip_that_a_probe_and_a_poster_accept(tmp_pat
     with pytest.raises(MediaError) as caught:
         decode_check(bad)  # ...the whole stream does not decode
     assert "does not decode" in str(caught.value) and "0x" not in str(caught.value)
+    with pytest.raises(MediaError):
+        decode_check(bad, poster=tmp_path / "checked.jpg", poster_at=0.5)  # the poster of the same pass...
+    assert not (tmp_path / "checked.jpg").exists()  # ...is kept only for a clip that decodes whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.mp4", "good.mp4", "poster.jpg"]
 
 
 def test_a_damaged_clip_is_downloaded_again_and_completes_when_a_whole_one_comes(gateway, owner, queue, api):

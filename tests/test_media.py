@@ -18,6 +18,7 @@ from studio.media import (
     ImageInfo,
     MediaError,
     VideoInfo,
+    decode_check,
     extract_poster,
     looks_like_mp4,
     probe_video,
@@ -100,6 +101,18 @@ def test_extract_poster_past_the_end_uses_first_frame(clip, tmp_path):
     with Image.open(out) as img:
         assert img.format == "JPEG"
         assert img.size == (320, 240)
+
+
+@pytest.mark.parametrize("at", [1.0, 60.0])  # a frame inside the clip; past its end, the first frame
+def test_the_decode_check_takes_the_same_poster_as_extract_poster_in_the_same_pass(clip, tmp_path, at):
+    alone, together = tmp_path / "alone.jpg", tmp_path / "together.jpg"
+    extract_poster(clip, alone, at_seconds=at)
+    together.write_bytes(b"old")
+
+    decode_check(clip, poster=together, poster_at=at)
+
+    assert together.read_bytes() == alone.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alone.jpg", "together.jpg"]  # no temp file left
 
 
 def test_extract_poster_of_non_video_raises(tmp_path):

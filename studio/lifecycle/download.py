@@ -32,7 +32,7 @@ from studio.gateway.client import Fetched, GatewayClient
 from studio.gateway.types import DownloadError, GatewayError, TaskState
 from studio.lifecycle import transitions
 from studio.lifecycle.transitions import advance
-from studio.media import MediaError, MediaTimeout, decode_check, extract_poster, probe_video
+from studio.media import MediaError, MediaTimeout, decode_check, probe_video
 from studio.models import GatewayAlert, Render, State
 
 log = logging.getLogger("studio.lifecycle")
@@ -320,8 +320,7 @@ def _store_clip(render: Render, hold: _Hold, fetched: Fetched) -> str:
     try:
         hold.renew(CHECK_LEASE_SECONDS)  # the check takes seconds on a long clip and renews nothing meanwhile
         info = probe_video(part)
-        decode_check(part)
-        extract_poster(part, poster_part, at_seconds=min(1.0, info.duration / 2))
+        decode_check(part, poster=poster_part, poster_at=min(1.0, info.duration / 2))  # one pass for both
     except LeaseLost:
         return "skipped"
     except MediaTimeout as error:  # too busy to tell: the whole file stays, the next attempt checks it again
