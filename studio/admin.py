@@ -167,6 +167,9 @@ class ShareLinkAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoked, never deleted: the row is the record
+
     @admin.display(boolean=True)
     def live(self, obj: ShareLink) -> bool:
         return obj.is_live

@@ -158,7 +158,8 @@ def _poster_temp(out: Path) -> Path:
 
 
 def _run_poster(video: Path, tmp: Path, at_seconds: float) -> str | None:
-    """Write one JPEG frame to ``tmp``; return None on success, else ffmpeg's complaint."""
+    """Write one JPEG frame to ``tmp``; return None on success, else ffmpeg's complaint. MediaTimeout when it took
+    too long: a busy machine says nothing about the clip, which a download must not discard as damaged."""
     cmd = [
         *(imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"),
         *("-ss", f"{at_seconds:.3f}", "-i", _ffmpeg_input(video)),
@@ -166,8 +167,10 @@ def _run_poster(video: Path, tmp: Path, at_seconds: float) -> str | None:
     ]
     try:
         proc = run_ffmpeg(cmd, timeout=FFMPEG_TIMEOUT, nice=BATCH_NICE)
-    except subprocess.TimeoutExpired:
-        return f"ffmpeg took longer than {FFMPEG_TIMEOUT} s"
+    except subprocess.TimeoutExpired as exc:
+        raise MediaTimeout(
+            f"Taking a poster frame of {video.name} took longer than {FFMPEG_TIMEOUT} s."
+        ) from exc
     if proc.returncode != 0 or tmp.stat().st_size == 0:
         return _last_error_line(proc.stderr.decode("utf-8", errors="replace"))
     return None

@@ -17,9 +17,9 @@ write); Redis counts exactly. Either way a guesser is held to a handful of tries
 
 Password-reset e-mails are counted too (`reset_allowed`), in the same cache, so that the form cannot be used to
 flood someone's mailbox or to send mail in bulk: an e-mail address gets at most `STUDIO_RESET_EMAIL_LIMIT` (3)
-reset e-mails an hour (`STUDIO_RESET_WINDOW_SECONDS`), and a client address may ask at most
-`STUDIO_RESET_ADDRESS_LIMIT` (10) times an hour. Past the first the page still says "sent" and sends nothing (it
-must not tell whether an account has that address); past the second the form says to wait.
+reset e-mails, and a client address may ask at most `STUDIO_RESET_ADDRESS_LIMIT` (10) times, until an hour
+(`STUDIO_RESET_WINDOW_SECONDS`) passes without one. Past the first the page still says "sent" and sends nothing
+(it must not tell whether an account has that address); past the second the form says to wait.
 """
 
 from __future__ import annotations
@@ -67,20 +67,24 @@ def record_failure(username: str, address: str) -> None:
     forget = settings.STUDIO_LOGIN_FORGET_SECONDS
     for key, limit in _counted(username, address):
         failures = _count(key, forget)
-        cache.touch(key, forget)
         seconds = lock_for(failures, limit)
         if seconds:
             cache.set(f"{key}:lock", time.time() + seconds, seconds)
 
 
 def _count(key: str, timeout: int) -> int:
-    """Add one to a counter kept for `timeout` seconds from its first count; the new count."""
+    """Add one to a counter forgotten `timeout` seconds after its last count; the new count.
+
+    The `touch` is needed: the database cache's `incr` saves the value again with the cache's default timeout (5
+    minutes), so without it a counter meant to last an hour was forgotten after five quiet minutes."""
     cache.add(key, 0, timeout)
     try:
-        return cache.incr(key)
+        count = cache.incr(key)
     except ValueError:  # expired between the two calls
         cache.set(key, 1, timeout)
-        return 1
+        count = 1
+    cache.touch(key, timeout)
+    return count
 
 
 def _hashed(value: str) -> str:

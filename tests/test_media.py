@@ -104,15 +104,30 @@ def test_extract_poster_past_the_end_uses_first_frame(clip, tmp_path):
 
 
 @pytest.mark.parametrize("at", [1.0, 60.0])  # a frame inside the clip; past its end, the first frame
-def test_the_decode_check_takes_the_same_poster_as_extract_poster_in_the_same_pass(clip, tmp_path, at):
+def test_the_decode_check_takes_the_same_poster_as_extract_poster_in_the_same_pass(
+    clip, tmp_path, at, monkeypatch
+):
+    real_run = media.run_ffmpeg
     alone, together = tmp_path / "alone.jpg", tmp_path / "together.jpg"
     extract_poster(clip, alone, at_seconds=at)
     together.write_bytes(b"old")
 
+    runs = []
+    monkeypatch.setattr(media, "run_ffmpeg", lambda cmd, **kw: runs.append(cmd) or real_run(cmd, **kw))
+
     decode_check(clip, poster=together, poster_at=at)
 
     assert together.read_bytes() == alone.read_bytes()
+    # Inside the clip: one ffmpeg pass. Past its end the pass fails for the poster's sake, so the check runs
+    # alone and passes (the clip is whole), then the poster is probed for and taken on its own.
+    assert len(runs) == (1 if at < 2 else 4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alone.jpg", "together.jpg"]  # no temp file left
+
+
+def test_a_poster_that_takes_too_long_is_a_timeout_not_a_damaged_clip(clip, tmp_path, monkeypatch):
+    monkeypatch.setattr(media, "FFMPEG_TIMEOUT", 0.001)
+    with pytest.raises(media.MediaTimeout):  # a download retries on a timeout; on a MediaError it refetches
+        media._run_poster(clip, tmp_path / "poster.jpg", 0.5)
 
 
 def test_extract_poster_of_non_video_raises(tmp_path):

@@ -121,6 +121,28 @@ def test_one_address_gets_at_most_the_hours_reset_e_mails_and_the_page_says_sent
     assert mail.outbox[-1].to == ["omar@example.com"]  # another mailbox has its own count
 
 
+def test_a_reset_count_on_the_database_cache_lasts_the_hour_not_the_caches_five_minutes(settings):
+    # The database cache's incr saves the value again with its default timeout (300 s): the count must outlive it.
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "studio_cache"},
+    }
+    from django.core.cache import cache as database_cache  # the overridden backend
+    from django.db import connection
+    from django.utils import timezone
+
+    for _ in range(2):
+        assert throttle.reset_allowed("email", "nina@example.com")
+    key = database_cache.make_and_validate_key(f"reset:email:{throttle._hashed('nina@example.com')}")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT expires FROM studio_cache WHERE cache_key = %s", [key])
+        (expires,) = cursor.fetchone()
+    if timezone.is_naive(expires):
+        expires = timezone.make_aware(expires, timezone.UTC)
+    left = (expires - timezone.now()).total_seconds()
+    assert settings.STUDIO_RESET_WINDOW_SECONDS - 60 < left <= settings.STUDIO_RESET_WINDOW_SECONDS
+
+
 def test_a_client_address_that_asks_too_often_is_told_to_wait_on_the_e_mail_field(make_user):
     make_user("nina", email="nina@example.com")
     flood = Client(REMOTE_ADDR="198.51.100.7")

@@ -161,6 +161,7 @@ def test_an_operator_finds_live_links_in_the_admin_and_revokes_them(owner, clip,
     assert ShareLink.objects.get(pk=links[1].pk).revoked_by == operator
     assert ShareLink.objects.get(pk=links[0].pk).revoked_by == owner  # the first revocation keeps its who
     assert admin_site.get(reverse("admin:studio_sharelink_add")).status_code == 403
+    assert "delete_selected" not in listed  # revoked, never deleted: the row is the record
 
 
 # --- the public page -------------------------------------------------------------------------------------------
