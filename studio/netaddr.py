@@ -41,3 +41,18 @@ def client_address(request: HttpRequest) -> str:
     if len(hops) < count:
         return remote  # the proxy did not add the header: the request did not come through it
     return _address(hops[-count])
+
+
+def address_group(address: str) -> str:
+    """What a per-address limit counts: an IPv4 address itself, an IPv6 address's /64 (one subscriber's or one
+    machine's network: a client there can take any of its 2^64 addresses, so counting them one by one would let
+    it step round every limit). "unknown" stays one bucket."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # an IPv4 client seen through a dual-stack socket
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

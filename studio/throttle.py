@@ -1,7 +1,8 @@
 """Login throttling that holds: failures are counted in the shared cache (the database, or Redis with
 REDIS_URL), so every web process sees them and a restart does not forget them.
 
-A username and a client address are counted apart, each with its own limit:
+A username and a client address are counted apart, each with its own limit (an IPv6 address counts as its /64:
+`netaddr.address_group`):
 - a username is locked after `STUDIO_LOGIN_USER_FAILURES` (5) failures, from any address: guessing one person's
   password from many addresses gets no further;
 - an address is locked after `STUDIO_LOGIN_ADDRESS_FAILURES` (20) failures, whatever the usernames: trying many
@@ -31,13 +32,15 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
+from studio.netaddr import address_group
+
 
 def _user_key(username: str) -> str:
     return f"login-failures:user:{_hashed(username)}"
 
 
 def _address_key(address: str) -> str:
-    return f"login-failures:address:{address}"
+    return f"login-failures:address:{address_group(address)}"
 
 
 def _counted(username: str, address: str) -> list[tuple[str, int]]:
@@ -97,6 +100,8 @@ def reset_allowed(kind: str, value: str) -> bool:
     """Count one password-reset request by `kind` ("email": one e-mail sent to that address, "address": one
     request from that client address) and whether it is within the hour's limit."""
     limit = {"email": settings.STUDIO_RESET_EMAIL_LIMIT, "address": settings.STUDIO_RESET_ADDRESS_LIMIT}[kind]
+    if kind == "address":
+        value = address_group(value)
     return _count(f"reset:{kind}:{_hashed(value)}", settings.STUDIO_RESET_WINDOW_SECONDS) <= limit
 
 

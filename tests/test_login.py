@@ -87,6 +87,13 @@ def test_an_address_trying_many_usernames_is_locked_for_everyone_there_but_not_e
     assert attempt(owner.username, right(owner), Y) == ""
 
 
+def test_an_ipv6_client_cannot_step_round_the_address_lock_within_its_own_64(owner):
+    for n in range(settings.STUDIO_LOGIN_ADDRESS_FAILURES):
+        fail(f"guess{n}", 1, f"2001:db8:5:7::{n + 1:x}")  # a new address of the same /64 for every guess
+    assert LOCKED in attempt(owner.username, right(owner), "2001:db8:5:7:ffff::1")
+    assert attempt(owner.username, right(owner), "2001:db8:5:8::1") == ""  # the next /64 is someone else
+
+
 def test_the_admin_sites_login_counts_and_honours_the_same_locks(make_user):
     make_user("sam", is_staff=True)
     for _ in range(settings.STUDIO_LOGIN_USER_FAILURES):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import RequestFactory
 
-from studio.netaddr import client_address
+from studio.netaddr import address_group, client_address
 
 
 def request(remote: str = "10.0.0.5", forwarded: str | None = None):
@@ -62,3 +62,16 @@ def test_an_unreadable_entry_is_unknown_never_the_proxys_address(settings):
     """Not the proxy's own address: that would lump every such request with every request the proxy makes."""
     settings.STUDIO_BEHIND_PROXY, settings.STUDIO_PROXY_COUNT = True, 1
     assert client_address(request("127.0.0.1", forwarded="not-an-address")) == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("address", "group"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:5:7:a:b:c:d", "2001:db8:5:7::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),  # an IPv4 client seen through a dual-stack socket
+        ("unknown", "unknown"),
+    ],
+)
+def test_a_per_address_limit_counts_an_ipv4_address_or_an_ipv6_64(address, group):
+    assert address_group(address) == group
