@@ -4,7 +4,7 @@ the full decode check costs on a 20 s 1080p clip.
 Runs against a fresh database (SQLite in STUDIO_DATA_DIR unless DATABASE_URL says otherwise) and an emulator in
 its own process, at the real cadence (2 s polls). Lateness is measured at the gateway, from the emulator's log of
 every poll: for consecutive polls of one task, the gap minus the interval the cadence asks for. The poller runs
-in this process; submissions and downloads run in 4 worker processes, as a cluster's q workers do.
+in this process; submissions and downloads run in STUDIO_Q_WORKERS (4) worker processes, as a cluster's q workers do.
 Usage: python -m studio.bench [--renders 300,1000,3000] [--speed 0.25] [--poller-only]
 STUDIO_BENCH_KEEP_LOG=FILE keeps the gateway's raw log of polls (JSON) of the last run, to look at lateness over time.
 """

@@ -44,13 +44,16 @@ def navigation(request) -> dict:
     if user is None or not user.is_authenticated:
         return {}
     viewer = access.viewer(request)
-    reviews = SimpleLazyObject(lambda: viewer.reviewer_team_ids)
     return {
         "memberships": SimpleLazyObject(lambda: viewer.memberships),
         "active_team": SimpleLazyObject(lambda: viewer.active_team),
-        "reviews_somewhere": SimpleLazyObject(lambda: bool(reviews)),
+        "reviews_somewhere": SimpleLazyObject(lambda: bool(viewer.reviewer_team_ids)),
         "to_review_count": SimpleLazyObject(
-            lambda: access.to_review(user, team_ids=set(reviews)).count() if reviews else 0
+            lambda: (
+                access.to_review(user, team_ids=viewer.reviewer_team_ids).count()
+                if viewer.reviewer_team_ids
+                else 0
+            )
         ),
     }
 

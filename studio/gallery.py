@@ -168,11 +168,10 @@ def gallery_renders(user, filters: Filters, team: Team | None) -> QuerySet[Rende
         renders = Render.objects.for_user(user).filter(team=team)
     else:
         renders = Render.objects.none()
+    starred = Star.objects.filter(user=user, render=OuterRef("pk"))
     renders = renders.annotate(
         gallery_cost=Coalesce("billed_cost", "estimated_cost"),  # Render.shown_cost, in SQL
-        is_starred=IsNull(
-            Subquery(Star.objects.filter(user=user, render=OuterRef("pk")).values("pk")[:1]), False
-        ),
+        is_starred=IsNull(Subquery(starred.values("pk")[:1]), False),
     )
     if filters.state != ANY_STATE:
         renders = renders.filter(state=filters.state)
@@ -186,7 +185,7 @@ def gallery_renders(user, filters: Filters, team: Team | None) -> QuerySet[Rende
     if filters.review:
         renders = renders.filter(review_state=filters.review)
     if filters.starred:
-        renders = renders.filter(Exists(Star.objects.filter(user=user, render=OuterRef("pk"))))
+        renders = renders.filter(Exists(starred))
     if filters.tag:
         renders = renders.filter(Exists(Tag.objects.filter(render=OuterRef("pk"), name__iexact=filters.tag)))
     if filters.q:
